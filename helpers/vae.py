@@ -1,0 +1,142 @@
+"""The convolutional VAE of question 4 and its objective.
+
+Notation follows the assignment and ``derivations.md``: the encoder gives ``mu`` and ``logvar``
+(log sigma^2) of q(z|x) = N(z; mu(x), diag(sigma^2(x))); ``z`` is a reparameterised sample; the
+decoder gives ``x_hat`` = mu(z), the mean of p(x|z) = N(x; mu(z), I); the prior is N(0, I).
+
+Adaptations MNIST forces (everything else is the assignment's, layer for layer):
+* one channel: the first conv is 1->32 and the last conv 32->1 (the assignment's are RGB);
+* inputs are 32x32, MNIST's 28x28 padded with background (see ``helpers.data``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+LATENT_DIM = 16
+IMAGE_SHAPE = (1, 32, 32)
+D = math.prod(IMAGE_SHAPE)  # pixels per image: the dimension of x
+
+
+class VAE(nn.Module):
+    """The assignment's encoder/decoder with a 16-dimensional diagonal-Gaussian latent."""
+
+    def __init__(self, latent_dim: int = LATENT_DIM, channels: int = 1) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, 1, 1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),  # 16 x 16
+            nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(),  # 8 x 8
+            nn.Conv2d(128, 256, 3, 2, 1), nn.ReLU(),  # 4 x 4
+            nn.Flatten(),
+            nn.Linear(4 * 4 * 256, 2 * latent_dim),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, 4 * 4 * 128), nn.ReLU(),
+            nn.Unflatten(1, (128, 4, 4)),  # the assignment's reshape(4, 4, 128), channels first
+            nn.ConvTranspose2d(128, 128, 4, 2, 1), nn.ReLU(),  # 8 x 8
+            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(),  # 16 x 16
+            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),  # 32 x 32
+            nn.Conv2d(32, channels, 3, 1, 1),
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``mu`` and ``logvar`` of q(z|x), each (B, latent_dim)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Return ``x_hat`` = mu(z), the mean of p(x|z), shape (B, 1, 32, 32)."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Encode, draw ``z = mu + sigma * eps`` (reparameterised), decode: x_hat, mu, logvar, z."""
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        return self.decode(z), mu, logvar, z
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """Decoder means for n draws z ~ N(0, I) (no decoder noise), shape (n, 1, 32, 32)."""
+        z = torch.randn(n, self.latent_dim, device=self._device())
+        return self.decode(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode the encoder mean of each image of ``x``."""
+        check_images(x)
+        return self.decode(self.encode(x)[0])
+
+    @torch.no_grad()
+    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
+        """Decode ``steps`` points on the line between encoder means, endpoints included.
+
+        ``x_a`` and ``x_b`` are (B, 1, 32, 32); the result is (B, steps, 1, 32, 32).
+        """
+        check_images(x_a)
+        check_images(x_b)
+        if x_a.shape != x_b.shape:
+            raise ValueError(f"x_a {tuple(x_a.shape)} and x_b {tuple(x_b.shape)} must match.")
+        mu_a, mu_b = self.encode(x_a)[0], self.encode(x_b)[0]
+        t = torch.linspace(0, 1, steps, device=mu_a.device).view(1, steps, 1)
+        z = (1 - t) * mu_a.unsqueeze(1) + t * mu_b.unsqueeze(1)
+        return self.decode(z.flatten(0, 1)).unflatten(0, (x_a.shape[0], steps))
+
+    def _device(self) -> torch.device:
+        """The device the parameters live on."""
+        return next(self.parameters()).device
+
+
+def check_images(x: torch.Tensor) -> None:
+    """Raise a clear ValueError unless ``x`` is a finite float batch of shape (B, 1, 32, 32)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(
+            f"expected images of shape (B, 1, 32, 32), got {shape}. Use helpers.data.load_mnist "
+            "(it pads 28x28 to 32x32 and adds the channel), or x.view(-1, 1, 32, 32)."
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"expected float images in [-1, 1], got dtype {x.dtype}.")
+    if not torch.isfinite(x).all():
+        raise ValueError("the images contain NaN or infinite values; check the data pipeline.")
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per example, in closed form (question 2): shape (B,)."""
+    return 0.5 * (logvar.exp() + mu.pow(2) - logvar - 1).sum(dim=1)
+
+
+def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over pixels, per example: shape (B,). (The assignment's tip.)"""
+    return (x_hat - x).pow(2).flatten(1).sum(dim=1)
+
+
+def losses(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """Batch means of [-ELBO, reconstruction, KL] with one reparameterised z per image.
+
+    This is the assignment's objective: reconstruction is ||x - mu(z)||^2, which is
+    2 * (-log N(x; mu(z), I)) - D log(2 pi). See ``exact_neg_elbo`` for the Gaussian's value.
+    """
+    x_hat, mu, logvar, _ = model(x)
+    recon = reconstruction_loss(x_hat, x).mean()
+    kl = kl_divergence(mu, logvar).mean()
+    return torch.stack([recon + kl, recon, kl])
+
+
+def exact_neg_elbo(recon: float | torch.Tensor, kl: float | torch.Tensor) -> float | torch.Tensor:
+    """The exact -ELBO in nats under p(x|z) = N(x; mu(z), I), from the assignment's two terms.
+
+    -log N(x; mu, I) = 1/2 ||x - mu||^2 + D/2 log(2 pi), so the exact value is
+    recon / 2 + D/2 log(2 pi) + KL, with D = 1024 pixels in [-1, 1] (a density, not a
+    probability: it can be negative and is comparable only on this scaling).
+    """
+    return 0.5 * recon + 0.5 * D * math.log(2 * math.pi) + kl
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
