@@ -1,0 +1,153 @@
+"""Every figure of the notebook. Each function draws one figure, saves it as PNG, returns it.
+
+``plot_vae_training_plot`` and ``show_samples`` keep the signatures and array conventions of
+the course's helper code (CS294-158), so the same arrays can be handed to either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from helpers.data import REPO_ROOT
+from helpers.made import MADE
+
+FIGURES = REPO_ROOT / "figures"
+
+
+def save(fig: Figure, fname: str | Path | None) -> Figure:
+    """Save ``fig`` (relative names go under figures/) and return it."""
+    if fname is not None:
+        path = Path(fname)
+        path = path if path.is_absolute() else FIGURES / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return fig
+
+
+def to_uint8(x: torch.Tensor, crop: bool = True) -> np.ndarray:
+    """Model images in [-1, 1], (N, 1, 32, 32) -> (N, H, W, 1) uint8 in 0..255.
+
+    Decoder means are clamped to [-1, 1]; ``crop`` drops the 2-pixel padding (28x28 MNIST).
+    """
+    x = x.detach().float().cpu().clamp(-1, 1)
+    if crop:
+        x = x[..., 2:-2, 2:-2]
+    return ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def show_samples(samples: np.ndarray, fname: str | Path | None = None, nrow: int = 10,
+                 title: str = "Samples") -> Figure:
+    """A grid of (N, H, W, C) uint8 images, ``nrow`` per row."""
+    n, h, w, _ = samples.shape
+    rows = int(np.ceil(n / nrow))
+    grid = np.zeros((rows * (h + 2) + 2, nrow * (w + 2) + 2), dtype=np.uint8)
+    for i, img in enumerate(samples[..., 0]):
+        r, c = divmod(i, nrow)
+        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + c * (w + 2):2 + c * (w + 2) + w] = img
+    fig, ax = plt.subplots(figsize=(nrow * 0.6, rows * 0.6 + 0.4))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=255)
+    ax.set_title(title)
+    ax.axis("off")
+    return save(fig, fname)
+
+
+def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, title: str,
+                           fname: str | Path | None = None) -> Figure:
+    """Train curves per minibatch and test curves per epoch, columns [-ELBO, recon, KL]."""
+    train_losses, test_losses = np.asarray(train_losses), np.asarray(test_losses)
+    epochs = len(test_losses) - 1
+    x_train = np.linspace(0, epochs, len(train_losses))
+    x_test = np.arange(epochs + 1)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    names = ("-ELBO", "reconstruction", "KL")
+    for i, (ax, name) in enumerate(zip(axes, names, strict=True)):
+        ax.plot(x_train, train_losses[:, i], lw=0.6, alpha=0.7, label=f"train {name} (minibatch)")
+        ax.plot(x_test, test_losses[:, i], "o-", ms=3, label=f"test {name} (whole set)")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        top = np.percentile(train_losses[:, i], 99.5) if len(train_losses) else None
+        if i < 2 and top is not None:  # the first steps are ~10x larger; keep the tail readable
+            ax.set_ylim(0, max(top, test_losses[1:, i].max() if epochs else 0) * 1.05)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, fname)
+
+
+def draw_made(made: MADE, fname: str | Path | None = None) -> Figure:
+    """MADE's units labelled with degrees m(k) and only the connections its masks keep."""
+    layers = [d.tolist() for d in made.degrees] + [list(range(1, made.D + 1))]
+    names = ["input x"] + [f"hidden {i}" for i in range(1, len(made.degrees))] + ["output"]
+    width = max(len(layer) for layer in layers)
+    pos = [[((width - len(layer)) / 2 + k, len(layers) - 1 - j) for k in range(len(layer))]
+           for j, layer in enumerate(layers)]
+    fig, ax = plt.subplots(figsize=(1.1 * width + 2, 1.5 * len(layers)))
+    colours = plt.cm.tab10(np.arange(made.D))
+    for j, mask in enumerate(made.masks):
+        for out_k, in_k in zip(*np.nonzero(mask.numpy()), strict=True):
+            (x0, y0), (x1, y1) = pos[j][in_k], pos[j + 1][out_k]
+            ax.plot([x0, x1], [y0, y1], color=colours[layers[j][in_k] - 1], lw=1, alpha=0.6)
+    for j, layer in enumerate(layers):
+        for k, m in enumerate(layer):
+            x, y = pos[j][k]
+            label = f"p(x{m}|x<{m})" if j == len(layers) - 1 else str(m)
+            ax.scatter([x], [y], s=650, color="white", edgecolor="black", zorder=3)
+            ax.text(x, y, label, ha="center", va="center", fontsize=7 if len(label) > 2 else 11,
+                    zorder=4)
+        ax.text(-1.3, pos[j][0][1], names[j], ha="right", va="center", fontsize=10)
+    ax.set_title(f"MADE, D = {made.D}: unit labels are degrees m(k); an edge exists only "
+                 "where the mask is 1\n(edges coloured by the degree of their source unit)")
+    ax.set_xlim(-3.2, width)
+    ax.axis("off")
+    return save(fig, fname)
+
+
+def plot_flow_density(samples: np.ndarray, grid: tuple[np.ndarray, np.ndarray, np.ndarray],
+                      fname: str | Path | None = None) -> Figure:
+    """Samples z_t of the flow beside the density q_t from the formula, on the same axes."""
+    gx, gy, density = grid
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True, sharey=True)
+    axes[0].scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.3)
+    axes[0].set_title("samples z_t = g_3(g_2(g_1(z_0)))")
+    axes[1].contourf(gx, gy, density, levels=30, cmap="viridis")
+    axes[1].set_title("q_t(z_t) from the formula")
+    for ax in axes:
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    return save(fig, fname)
+
+
+def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray,
+                      fname: str | Path | None = None) -> Figure:
+    """Test-set encoder means projected to 2-D, coloured by digit."""
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6)
+    ax.legend(*sc.legend_elements(), title="digit", fontsize=8, markerscale=1.5,
+              loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.set_title("Test-set latent means mu(x), first two principal components")
+    return save(fig, fname)
+
+
+def plot_active_units(kl_per_dim: np.ndarray, activity: np.ndarray, threshold: float = 0.01,
+                      fname: str | Path | None = None) -> Figure:
+    """Mean KL per latent dimension, and the activity Cov_x(E_q[z_u]) against its threshold."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    dims = np.arange(1, len(kl_per_dim) + 1)
+    axes[0].bar(dims, kl_per_dim)
+    axes[0].set_title("mean KL per latent dimension (nats)")
+    axes[1].bar(dims, activity, color=["C0" if a > threshold else "C3" for a in activity])
+    axes[1].axhline(threshold, color="k", ls="--", lw=1)
+    axes[1].set_yscale("log")
+    axes[1].set_title("activity Var_x(mu_u(x)); active if above the dashed line")
+    for ax in axes:
+        ax.set_xlabel("latent dimension u")
+        ax.set_xticks(dims)
+    fig.tight_layout()
+    return save(fig, fname)
