@@ -19,7 +19,7 @@ PRINT_CSS = """<style>
 pre, .highlight pre, .jp-OutputArea-output pre { white-space: pre-wrap !important;
   overflow-wrap: anywhere; }
 .jp-OutputArea-output img { max-width: 100% !important; height: auto; }
-.jp-Cell { break-inside: avoid-page; }
+.jp-OutputArea-output { break-inside: avoid-page; }
 </style>"""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                   "--disable-background-networking", "--no-first-run", "--disable-extensions"]

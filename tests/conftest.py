@@ -1,0 +1,25 @@
+"""Shared fixtures: the real MNIST, prepared by `make data` (never downloaded by the tests)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers.data import DEFAULT_ROOT, MNIST, load_mnist
+
+
+@pytest.fixture(scope="session")
+def mnist() -> MNIST:
+    """The full dataset from the data directory; offline (sources 2 and 3 off)."""
+    return load_mnist(DEFAULT_ROOT, registry=False, download=False)
+
+
+@pytest.fixture(scope="session")
+def small(mnist: MNIST) -> MNIST:
+    """A 512 + 256 image subset for quick training tests."""
+    return MNIST(mnist.train_x[:512], mnist.train_y[:512], mnist.test_x[:256], mnist.test_y[:256])
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

@@ -1,0 +1,156 @@
+"""Training: the loss falls, checkpoints round-trip, resume is exact, bad states are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from helpers import train
+from helpers.data import MNIST
+from helpers.train import CheckpointError, Config, NonFiniteLossError, load_checkpoint
+
+
+def _train(small, tmp_path, name="ckpt.pt", epochs=1, **kwargs):
+    return train.train(Config(epochs=epochs), out=tmp_path / name, data=small, device="cpu",
+                       progress=False, **kwargs)
+
+
+def test_loss_falls_within_a_few_steps(small):
+    torch.manual_seed(0)
+    model = train.VAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = small.train_x[:128]
+    first = train.train_step(model, optimizer, x)
+    for _ in range(49):
+        last = train.train_step(model, optimizer, x)
+    assert last[0] < 0.75 * first[0]  # -ELBO at least 25% lower after 50 Adam steps
+
+
+def test_history_layout_and_checkpoint_round_trip(small, tmp_path):
+    model, state = _train(small, tmp_path, epochs=2)
+    steps = -(-512 // 128)
+    assert state["history"]["train"].shape == (2 * steps, 3)
+    assert state["history"]["test"].shape == (3, 3)  # initialisation + 2 epochs
+    h = state["history"]["train"]
+    assert torch.allclose(h[:, 0], h[:, 1] + h[:, 2], rtol=1e-5)
+    loaded = load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=2))
+    rebuilt = train.model_from_state(loaded)
+    for (k, a), (_, b) in zip(model.state_dict().items(), rebuilt.state_dict().items(),
+                              strict=True):
+        assert torch.equal(a, b), k
+    assert loaded["meta"]["epochs_done"] == 2 and loaded["config"]["lr"] == 1e-3
+    x = small.test_x[:4]
+    assert torch.allclose(model.reconstruct(x), rebuilt.reconstruct(x), atol=1e-6)
+
+
+def test_evaluate_matches_the_mean_of_per_image_losses(small):
+    torch.manual_seed(0)
+    model = train.VAE().eval()
+    x = small.test_x[:100]
+    torch.manual_seed(1)
+    whole = train.evaluate(model, x, batch_size=100)
+    torch.manual_seed(1)
+    parts = train.evaluate(model, x, batch_size=100)  # same noise, same answer
+    assert torch.equal(whole, parts)
+    assert whole[0].item() == pytest.approx((whole[1] + whole[2]).item(), rel=1e-5)
+    per_image = torch.stack([train.losses(model, x[i:i + 1]) for i in range(3)])
+    assert per_image.shape == (3, 3)
+
+
+def test_resume_gives_the_same_history_as_an_uninterrupted_run(small, tmp_path):
+    _, full = _train(small, tmp_path, "full.pt", epochs=2, fast=False)
+    _train(small, tmp_path, "split.pt", epochs=1, fast=False)
+    _, resumed = _train(small, tmp_path, "split.pt", epochs=2, fast=False, resume=True)
+    for key in ("train", "test"):
+        assert torch.equal(full["history"][key], resumed["history"][key]), key
+    for k, v in full["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+
+
+def test_channels_last_does_not_change_the_math(small, tmp_path):
+    _, plain = _train(small, tmp_path, "plain.pt", fast=False)
+    _, fast = _train(small, tmp_path, "fast.pt", fast=True)
+    # Same seed, same losses up to float rounding (which later Adam steps amplify a little).
+    assert torch.allclose(plain["history"]["train"], fast["history"]["train"], rtol=1e-3)
+    assert torch.allclose(plain["history"]["test"], fast["history"]["test"], rtol=1e-2)
+
+
+def test_mismatched_config_is_an_error(small, tmp_path):
+    _train(small, tmp_path)
+    with pytest.raises(CheckpointError, match="lr: checkpoint 0.001 vs requested 0.01"):
+        load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=1, lr=1e-2))
+    with pytest.raises(CheckpointError, match="another config"):
+        train.train(Config(epochs=2, seed=1), out=tmp_path / "ckpt.pt", data=small,
+                    device="cpu", progress=False, resume=True)
+
+
+def test_damaged_checkpoint_is_an_error(small, tmp_path):
+    _train(small, tmp_path)
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(path)
+
+
+def test_foreign_file_is_an_error(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(CheckpointError, match="not a helpers.train checkpoint"):
+        load_checkpoint(path)
+
+
+def test_missing_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_weights_that_do_not_fit_are_an_error(small, tmp_path):
+    _, state = _train(small, tmp_path)
+    state["model"]["encoder.0.weight"] = torch.zeros(32, 3, 3, 3)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        train.model_from_state(state)
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small, tmp_path):
+    _train(small, tmp_path)
+    path = tmp_path / "ckpt.pt"
+    good = path.read_bytes()
+    poisoned = dataclasses.replace(small, train_x=small.train_x * 1e30)  # finite data, inf loss
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        train.train(Config(epochs=2), out=path, data=poisoned, device="cpu", progress=False,
+                    resume=True)
+    assert path.read_bytes() == good
+
+
+def test_checkpoint_writes_are_atomic(small, tmp_path):
+    _train(small, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temporary left
+
+
+def test_load_or_train_refuses_a_partial_checkpoint(small, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "CHECKPOINT_DIR", tmp_path)
+    path = train.checkpoint_path(Config(epochs=2))
+    _, state = train.train(Config(epochs=1), out=path, data=small, device="cpu", progress=False)
+    state["config"]["epochs"] = 2  # as if a 2-epoch run had stopped after its first epoch
+    train.save_checkpoint(path, state)
+    with pytest.raises(CheckpointError, match="holds 1 of 2 epochs"):
+        train.load_or_train(Config(epochs=2))
+
+
+def test_cli_trains_and_prints_the_final_numbers(small, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train, "load_mnist", lambda: small)
+    out = tmp_path / "cli.pt"
+    train.main(["--epochs", "1", "--device", "cpu", "--out", str(out)])
+    printed = capsys.readouterr().out
+    final = load_checkpoint(out)["history"]["test"][-1]
+    assert f"Final -ELBO: {final[0]:.4f}, Recon Loss: {final[1]:.4f}" in printed
+    with pytest.raises(SystemExit, match="--resume"):
+        train.main(["--epochs", "1", "--device", "cpu", "--out", str(out)])
+
+
+def test_bad_data_is_refused_before_training(small, tmp_path):
+    bad = MNIST(small.train_x[:, :, 2:30, 2:30], small.train_y, small.test_x, small.test_y)
+    with pytest.raises(ValueError, match="shape"):
+        _train(bad, tmp_path)

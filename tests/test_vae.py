@@ -1,0 +1,129 @@
+"""The VAE: shapes, objective, generation API, and input checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Independent, Normal
+
+from helpers import vae
+from helpers.kl import gaussian_kl, kl_monte_carlo, kl_reference
+from helpers.vae import VAE
+
+
+@pytest.fixture(scope="module")
+def model() -> VAE:
+    torch.manual_seed(0)
+    return VAE().eval()
+
+
+def test_shapes_through_the_whole_model(model):
+    x = torch.rand(5, 1, 32, 32) * 2 - 1
+    h = x
+    encoder_sides = []
+    for layer in model.encoder:
+        h = layer(h)
+        if isinstance(layer, torch.nn.Conv2d):
+            encoder_sides.append(h.shape[-1])
+    assert encoder_sides == [32, 16, 8, 4]
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (5, 16)
+    x_hat, mu2, logvar2, z = model(x)
+    assert x_hat.shape == x.shape and z.shape == (5, 16)
+    assert torch.equal(mu, mu2) and torch.equal(logvar, logvar2)
+
+
+def test_architecture_is_the_assignments(model):
+    convs = [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0])
+             for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+    assert convs == [(1, 32, 3, 1, 1), (32, 64, 3, 2, 1), (64, 128, 3, 2, 1), (128, 256, 3, 2, 1),
+                     (128, 128, 4, 2, 1), (128, 64, 4, 2, 1), (64, 32, 4, 2, 1), (32, 1, 3, 1, 1)]
+    linears = [(m.in_features, m.out_features) for m in model.modules()
+               if isinstance(m, torch.nn.Linear)]
+    assert linears == [(4096, 32), (16, 2048)]
+
+
+def test_kl_matches_torch_distributions():
+    mu, logvar = torch.randn(64, 16, dtype=torch.float64), torch.randn(64, 16, dtype=torch.float64)
+    q = Independent(Normal(mu, (0.5 * logvar).exp()), 1)
+    p = Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
+    expected = torch.distributions.kl_divergence(q, p)
+    assert torch.allclose(gaussian_kl(mu, logvar), expected, atol=1e-10)
+    assert torch.allclose(kl_reference(mu, logvar), expected, atol=1e-10)
+
+
+def test_kl_matches_monte_carlo():
+    mu, logvar = torch.randn(16, dtype=torch.float64), torch.randn(16, dtype=torch.float64)
+    est, se = kl_monte_carlo(mu, logvar, n=200_000, generator=torch.Generator().manual_seed(1))
+    assert abs(est - gaussian_kl(mu, logvar)) < 4 * se
+
+
+def test_kl_is_zero_only_at_the_prior():
+    assert gaussian_kl(torch.zeros(3, 16), torch.zeros(3, 16)).abs().max() == 0
+    assert (gaussian_kl(torch.randn(3, 16), torch.randn(3, 16)) > 0).all()
+
+
+def test_reconstruction_is_squared_error_summed_over_pixels():
+    x, x_hat = torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)
+    per_example = vae.reconstruction_loss(x_hat, x)
+    expected = torch.nn.functional.mse_loss(x_hat, x, reduction="sum") / 4
+    assert per_example.shape == (4,)
+    assert per_example.mean().item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_losses_are_batch_means_and_neg_elbo_is_their_sum(model):
+    x = torch.rand(8, 1, 32, 32) * 2 - 1
+    torch.manual_seed(5)
+    neg_elbo, recon, kl = vae.losses(model, x)
+    torch.manual_seed(5)
+    x_hat, mu, logvar, _ = model(x)
+    assert recon.item() == pytest.approx(((x - x_hat) ** 2).sum().item() / 8, rel=1e-5)
+    assert kl.item() == pytest.approx(gaussian_kl(mu, logvar).mean().item(), rel=1e-5)
+    assert neg_elbo.item() == pytest.approx(recon.item() + kl.item(), rel=1e-6)
+
+
+def test_exact_neg_elbo_matches_gaussian_log_density():
+    x, mean = torch.randn(1024, dtype=torch.float64), torch.randn(1024, dtype=torch.float64)
+    recon = ((x - mean) ** 2).sum()
+    nll = -Normal(mean, torch.ones_like(mean)).log_prob(x).sum()
+    assert vae.exact_neg_elbo(recon, 0.0).item() == pytest.approx(nll.item(), rel=1e-12)
+    assert vae.exact_neg_elbo(0.0, 2.5) == pytest.approx(512 * math.log(2 * math.pi) + 2.5)
+
+
+def test_parameter_count(model):
+    conv = lambda i, o, k: i * o * k * k + o  # noqa: E731
+    expected = (conv(1, 32, 3) + conv(32, 64, 3) + conv(64, 128, 3) + conv(128, 256, 3)
+                + 4096 * 32 + 32 + 16 * 2048 + 2048
+                + conv(128, 128, 4) + conv(128, 64, 4) + conv(64, 32, 4) + conv(32, 1, 3))
+    assert vae.parameter_count(model) == expected
+
+
+def test_generation_api_shapes_and_endpoints(model):
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    y = torch.rand(3, 1, 32, 32) * 2 - 1
+    assert model.sample(7).shape == (7, 1, 32, 32)
+    recon = model.reconstruct(x)
+    assert torch.allclose(recon, model.decode(model.encode(x)[0]))
+    path = model.interpolate(x, y, steps=10)
+    assert path.shape == (3, 10, 1, 32, 32)
+    assert torch.allclose(path[:, 0], recon, atol=1e-5)
+    assert torch.allclose(path[:, -1], model.reconstruct(y), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.zeros(2, 28, 28), "shape"),
+    (torch.zeros(2, 1, 28, 28), "shape"),
+    (torch.zeros(2, 3, 32, 32), "shape"),
+    (torch.zeros(2, 1, 32, 32, dtype=torch.uint8), "float"),
+    (torch.full((2, 1, 32, 32), float("nan")), "NaN"),
+])
+def test_bad_input_gives_clear_error(model, bad, match):
+    with pytest.raises(ValueError, match=match):
+        model.reconstruct(bad)
+
+
+def test_interpolate_rejects_mismatched_pairs(model):
+    with pytest.raises(ValueError, match="must match"):
+        model.interpolate(torch.zeros(2, 1, 32, 32), torch.zeros(3, 1, 32, 32))
