@@ -8,7 +8,7 @@ import torch
 
 from helpers.data import batches
 from helpers.kl import gaussian_kl
-from helpers.vae import D, VAE
+from helpers.vae import VAE, D
 
 
 @torch.no_grad()

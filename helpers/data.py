@@ -87,7 +87,8 @@ class MNIST:
 
     def to(self, device: torch.device | str) -> MNIST:
         """Move all four tensors to ``device``."""
-        return MNIST(*(t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y)))
+        tensors = (self.train_x, self.train_y, self.test_x, self.test_y)
+        return MNIST(*(t.to(device) for t in tensors))
 
 
 # ---------------------------------------------------------------------------- IDX files

@@ -39,8 +39,8 @@ def to_html(notebook: Path, html: Path) -> None:
     if not MATHJAX.exists():
         raise FileNotFoundError(f"{MATHJAX} missing: run `make system-deps` (Debian: "
                                 "apt-get install libjs-mathjax fonts-mathjax).")
-    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(notebook), "--output",
-                    html.stem, "--output-dir", str(html.parent),
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(notebook),
+                    "--output", html.stem, "--output-dir", str(html.parent),
                     f"--HTMLExporter.mathjax_url={MATHJAX_URL}"],
                    check=True, capture_output=True, text=True)
     html.write_text(html.read_text(encoding="utf-8").replace("</head>", PRINT_CSS + "</head>", 1),

@@ -150,7 +150,8 @@ def load_checkpoint(path: Path, config: Config | None = None, *,
         diff = {k: (getattr(stored, k), getattr(config, k)) for k in keys
                 if getattr(stored, k) != getattr(config, k)}
         if diff:
-            text = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+            text = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}"
+                             for k, (a, b) in diff.items())
             raise CheckpointError(f"{path} was trained with another config ({text}). Retrain "
                                   "for this config, or load with the checkpoint's config.")
     return state
@@ -284,7 +285,8 @@ def final_test(state: dict) -> dict[str, float]:
             "exact -ELBO (nats)": exact_neg_elbo(recon, kl)}
 
 
-def load_or_train(config: Config = Config(), *, retrain: bool = False, **kwargs) -> tuple[VAE, dict]:
+def load_or_train(config: Config = Config(), *, retrain: bool = False,
+                  **kwargs) -> tuple[VAE, dict]:
     """Load the checkpoint for ``config`` if one exists (and matches), else train one."""
     path = checkpoint_path(config)
     if path.exists() and not retrain:

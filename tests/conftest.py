@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 
-from helpers.data import DEFAULT_ROOT, MNIST, load_mnist
+# Notebook runs under test (nbval, the browser) save their figures here, not in figures/.
+os.environ.setdefault("HW1_FIGURES", tempfile.mkdtemp(prefix="hw1-figures-"))
+
+from helpers.data import DEFAULT_ROOT, MNIST, load_mnist  # noqa: E402
 
 
 @pytest.fixture(scope="session")

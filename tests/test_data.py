@@ -112,7 +112,8 @@ def test_corrupted_file_is_rebuilt_from_the_offline_copy(tmp_path):
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"garbage")
     arrays = prepare(tmp_path, registry=True, download=False)
     assert np.bincount(arrays["t10k-labels-idx1-ubyte"]).tolist() == OFFICIAL_TEST
-    assert data.sha256(raw / "t10k-labels-idx1-ubyte") == data.sha256(RAW / "t10k-labels-idx1-ubyte")
+    rebuilt, original = raw / "t10k-labels-idx1-ubyte", RAW / "t10k-labels-idx1-ubyte"
+    assert data.sha256(rebuilt) == data.sha256(original)
 
 
 def test_damaged_wheel_is_rejected(tmp_path):

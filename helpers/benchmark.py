@@ -1,0 +1,185 @@
+"""Training-step speed: this implementation against a plain eager loop and the matmul roofline.
+
+    python -m helpers.benchmark              # all three, one run, same machine
+    python -m helpers.benchmark --profile    # plus a per-layer profile of one step
+
+Run it on a quiet machine: the numbers are only comparable within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
+
+from helpers.data import batches, load_mnist
+from helpers.train import as_input, pick_device, prepare_model, train_step
+from helpers.vae import VAE
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 10) -> float:
+    """Best-of-``reps`` fp32 GFLOPS of an n x n matmul (the machine's practical roofline)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(reps + 2):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def step_gflop(device: torch.device) -> float:
+    """FLOPs of one training step (batch 128), counted by torch's FlopCounterMode."""
+    model = VAE().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.zeros(128, 1, 32, 32, device=device)
+    with FlopCounterMode(display=False) as counter:
+        train_step(model, opt, x)
+    return counter.get_total_flops() / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(step: Callable[[], None], device: torch.device, warmup: int, steps: int) -> float:
+    """Median-free simple timing: seconds per step over ``steps`` after ``warmup``."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def ours(x_train: torch.Tensor, device: torch.device) -> Callable[[], None]:
+    """This implementation: in-memory batching, channels_last, no host sync per step."""
+    torch.manual_seed(0)
+    model = prepare_model(VAE().to(device), fast=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x_dev = x_train.to(device)
+    gen = torch.Generator().manual_seed(0)
+    it = iter(())
+
+    def step() -> None:
+        nonlocal it
+        x = next(it, None)
+        if x is None:
+            it = batches(x_dev, 128, generator=gen)
+            x = next(it)
+        train_step(model, opt, as_input(x, model))
+
+    return step
+
+
+def plain(x_train: torch.Tensor, device: torch.device) -> Callable[[], None]:
+    """The textbook loop: NCHW, DataLoader over an in-memory array, .item() every step."""
+    torch.manual_seed(0)
+    model = VAE().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(TensorDataset(x_train.cpu()), batch_size=128, shuffle=True)
+    it = iter(())
+
+    def step() -> None:
+        nonlocal it
+        batch = next(it, None)
+        if batch is None:
+            it = iter(loader)
+            batch = next(it)
+        x = batch[0].to(device)
+        x_hat, mu, logvar, _ = model(x)
+        recon = ((x - x_hat) ** 2).flatten(1).sum(1).mean()
+        kl = (0.5 * (logvar.exp() + mu**2 - logvar - 1).sum(1)).mean()
+        loss = recon + kl
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss.item()
+
+    return step
+
+
+def same_math(x: torch.Tensor, device: torch.device, steps: int = 3) -> float:
+    """Largest relative difference of the losses of both variants on the same batches."""
+    results = []
+    for fast in (False, True):
+        torch.manual_seed(0)
+        model = prepare_model(VAE().to(device), fast=fast)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        xb = x[:128].to(device)
+        results.append(torch.stack([train_step(model, opt, as_input(xb, model))
+                                    for _ in range(steps)]).cpu())
+    return float(((results[0] - results[1]).abs() / results[0].abs().clamp_min(1e-3)).max())
+
+
+def profile_step(x_train: torch.Tensor, device: torch.device, rows: int = 15) -> str:
+    """Per-operator table of one training step of this implementation."""
+    step = ours(x_train, device)
+    for _ in range(3):
+        step()
+    with torch.profiler.profile() as prof:
+        for _ in range(3):
+            step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def main() -> None:
+    """Measure all three in one run and print a report (and JSON with --json)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--profile", action="store_true", help="print a per-operator profile")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON too")
+    args = p.parse_args()
+    device = pick_device(args.device)
+    x_train = load_mnist().train_x
+
+    gflops = matmul_gflops(device)
+    flop = step_gflop(device)
+    t_plain = time_steps(plain(x_train, device), device, args.warmup, args.steps)
+    t_ours = time_steps(ours(x_train, device), device, args.warmup, args.steps)
+    gflops_after = matmul_gflops(device)  # the machine may have been busier at the start
+    roofline = max(gflops, gflops_after)
+    diff = same_math(x_train, device)
+    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"{platform.machine()}, {torch.get_num_threads()} threads"
+    report = {
+        "device": str(device), "hardware": hw, "torch": str(torch.__version__),
+        "matmul_gflops": round(roofline, 1), "step_gflop": round(flop, 2),
+        "plain_s_per_step": round(t_plain, 4), "ours_s_per_step": round(t_ours, 4),
+        "speedup_vs_plain": round(t_plain / t_ours, 2),
+        "ours_fraction_of_roofline": round(flop / t_ours / roofline, 3),
+        "plain_fraction_of_roofline": round(flop / t_plain / roofline, 3),
+        "max_relative_loss_difference": diff,
+    }
+    print(f"device {report['device']} ({hw}), torch {report['torch']}")
+    print(f"fp32 matmul roofline     {roofline:8.1f} GFLOPS (2048x2048; before/after: "
+          f"{gflops:.0f}/{gflops_after:.0f})")
+    print(f"one training step        {flop:8.2f} GFLOP (batch 128) -> floor "
+          f"{flop / roofline:.3f} s")
+    print(f"plain eager loop         {t_plain:8.3f} s/step  "
+          f"({report['plain_fraction_of_roofline']:.0%} of roofline)")
+    print(f"this implementation      {t_ours:8.3f} s/step  "
+          f"({report['ours_fraction_of_roofline']:.0%} of roofline)")
+    print(f"speedup vs plain         {report['speedup_vs_plain']:8.2f}x")
+    print(f"same math: largest relative loss difference over 3 steps {diff:.1e}")
+    if args.json:
+        print(json.dumps(report))
+    if args.profile:
+        print(profile_step(x_train, device))
+
+
+if __name__ == "__main__":
+    main()

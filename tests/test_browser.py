@@ -1,0 +1,150 @@
+"""End to end in a real browser: JupyterLab + headless Chromium run hw1.ipynb and drive the widget.
+
+Screenshots of the widget before and after land in artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = shutil.which("chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-background-networking", "--no-first-run", "--disable-component-update",
+         "--disable-sync"]
+RUN_TIMEOUT = 600  # seconds for the whole notebook in the browser
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Debian's chromium is missing; `make system-deps` installs it when run as root",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"JupyterLab did not answer at {url} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> Iterator[str]:
+    """JupyterLab on 127.0.0.1 with a fresh token, serving a copy of the notebook."""
+    work = tmp_path_factory.mktemp("lab")
+    shutil.copy(ROOT / "hw1.ipynb", work / "hw1.ipynb")  # autosave must not touch the original
+    port, token = _free_port(), secrets.token_hex(16)
+    log = open(work / "jupyterlab.log", "w")  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+         "--LabApp.expose_app_in_browser=True", "--ServerApp.open_browser=False"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "JUPYTER_CONFIG_DIR": str(work / "config")},
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/api/status?token={token}", 60)
+        yield f"http://127.0.0.1:{port}/lab/tree/hw1.ipynb?token={token}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and the kernels it started
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, "JupyterLab still listening"
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    """Chromium with the notebook open, every cell run."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            pg.goto(lab)
+            pg.wait_for_function("() => window.jupyterapp && document.querySelector("
+                                 "'.jp-Notebook .jp-Cell')", timeout=90_000)
+            pg.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                 timeout=90_000, state="attached")
+            pg.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            _wait_until_done(pg)
+            yield pg
+        finally:
+            browser.close()
+
+
+def _wait_until_done(pg) -> None:
+    """Wait until no input prompt shows [*] or is still blank on a code cell."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    pg.wait_for_timeout(2000)
+    while time.monotonic() < deadline:
+        prompts = pg.eval_on_selector_all(".jp-CodeCell .jp-InputPrompt",
+                                          "els => els.map(e => e.textContent.trim())")
+        if prompts and all(p.startswith("[") and p[1:-2].isdigit() for p in prompts):
+            return
+        pg.wait_for_timeout(1000)
+    raise TimeoutError(f"the notebook did not finish within {RUN_TIMEOUT} s: {prompts}")
+
+
+def test_no_cell_shows_an_error(page):
+    errors = page.eval_on_selector_all(
+        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+        "els => els.map(e => e.textContent)")
+    tracebacks = [e for e in errors if "Traceback" in e or "Error" in e]
+    assert not tracebacks, tracebacks[:1]
+
+
+def test_markdown_maths_is_rendered(page):
+    page.wait_for_timeout(1000)
+    typeset = page.eval_on_selector_all(".jp-MarkdownOutput mjx-container", "els => els.length")
+    assert typeset > 50
+    raw = page.eval_on_selector_all(".jp-MarkdownOutput",
+                                    "els => els.filter(e => e.textContent.includes('$$')).length")
+    assert raw == 0
+
+
+def test_widget_slider_changes_the_image(page):
+    slider = page.locator(".widget-slider").first
+    slider.scroll_into_view_if_needed()
+    box = page.locator(".jupyter-widgets.widget-vbox").last
+    image = box.locator("img").last
+    before = image.get_attribute("src")
+    box.screenshot(path=str(ARTIFACTS / "widget-before.png"))
+    handle = slider.locator(".noUi-handle, .ui-slider-handle").first
+    handle.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([img, old]) => img.getAttribute('src') !== old",
+        arg=[image.element_handle(), before], timeout=30_000)
+    box.screenshot(path=str(ARTIFACTS / "widget-after.png"))
+    assert image.get_attribute("src") != before
+    readout = box.locator(".widget-readout").first.text_content()
+    assert readout.strip() == "5"

@@ -1,0 +1,54 @@
+"""The interpolation explorer, driven through its real ipywidgets controls (no kernel needed)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers.vae import VAE
+from helpers.widgets import InterpolationExplorer, interpolation_widget
+
+
+@pytest.fixture(scope="module")
+def explorer(mnist) -> InterpolationExplorer:
+    torch.manual_seed(0)
+    return InterpolationExplorer(VAE().eval(), mnist.test_x[:30], a=0, b=10)
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def test_slider_changes_the_image(explorer):
+    explorer.t.value = 0
+    before = explorer.image.value
+    explorer.t.value = explorer.t.max
+    after = explorer.image.value
+    assert _pixels(before).shape == (28 * 6, 28 * 6)
+    assert not np.array_equal(_pixels(before), _pixels(after))
+    assert explorer.label.value == "z = 0.00 * mu(x_a) + 1.00 * mu(x_b)"
+
+
+def test_frames_are_the_models_interpolation(explorer, mnist):
+    explorer.t.value = 4
+    path = explorer.model.interpolate(mnist.test_x[0:1], mnist.test_x[10:11], steps=10)[0]
+    expected = ((path[4, 0, 2:-2, 2:-2].clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    shown = _pixels(explorer.image.value)[::6, ::6]
+    assert np.array_equal(shown, expected)
+
+
+def test_choosing_another_pair_redraws(explorer):
+    explorer.t.value = 9
+    before = explorer.image.value
+    explorer.b.value = 20
+    assert explorer.image.value != before
+
+
+def test_widget_box_holds_the_controls(mnist):
+    box = interpolation_widget(VAE().eval(), mnist.test_x[:12], a=1, b=2)
+    kinds = {type(w).__name__ for w in box.children}
+    assert {"HBox", "IntSlider", "Image", "Label"} <= kinds
