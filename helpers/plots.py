@@ -86,9 +86,10 @@ def draw_made(made: MADE, fname: str | Path | None = None) -> Figure:
     layers = [d.tolist() for d in made.degrees] + [list(range(1, made.D + 1))]
     names = ["input x"] + [f"hidden {i}" for i in range(1, len(made.degrees))] + ["output"]
     width = max(len(layer) for layer in layers)
-    pos = [[((width - len(layer)) / 2 + k, len(layers) - 1 - j) for k in range(len(layer))]
-           for j, layer in enumerate(layers)]
-    fig, ax = plt.subplots(figsize=(1.1 * width + 2, 1.5 * len(layers)))
+    gap = 1.5  # horizontal distance between units, room for the output labels
+    pos = [[(gap * ((width - len(layer)) / 2 + k), len(layers) - 1 - j)
+            for k in range(len(layer))] for j, layer in enumerate(layers)]
+    fig, ax = plt.subplots(figsize=(1.3 * width + 2, 1.5 * len(layers)))
     colours = plt.cm.tab10(np.arange(made.D))
     for j, mask in enumerate(made.masks):
         for out_k, in_k in zip(*np.nonzero(mask.numpy()), strict=True):
@@ -97,14 +98,16 @@ def draw_made(made: MADE, fname: str | Path | None = None) -> Figure:
     for j, layer in enumerate(layers):
         for k, m in enumerate(layer):
             x, y = pos[j][k]
-            label = f"p(x{m}|x<{m})" if j == len(layers) - 1 else str(m)
             ax.scatter([x], [y], s=650, color="white", edgecolor="black", zorder=3)
-            ax.text(x, y, label, ha="center", va="center", fontsize=7 if len(label) > 2 else 11,
-                    zorder=4)
+            ax.text(x, y, str(m), ha="center", va="center", fontsize=11, zorder=4)
+            if j == len(layers) - 1:  # outputs: the conditional each one parameterises
+                cond = f"$p(x_{m})$" if m == 1 else f"$p(x_{m} \\mid x_{{<{m}}})$"
+                ax.text(x, y - 0.32, cond, ha="center", va="top", fontsize=10)
         ax.text(-1.3, pos[j][0][1], names[j], ha="right", va="center", fontsize=10)
     ax.set_title(f"MADE, D = {made.D}: unit labels are degrees m(k); an edge exists only "
                  "where the mask is 1\n(edges coloured by the degree of their source unit)")
-    ax.set_xlim(-3.2, width)
+    ax.set_xlim(-3.2, gap * width)
+    ax.set_ylim(-0.8, len(layers) - 0.6)
     ax.axis("off")
     return save(fig, fname)
 

@@ -26,6 +26,12 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-background-networking", "--no-first-run", "--disable-component-update",
          "--disable-sync"]
 RUN_TIMEOUT = 600  # seconds for the whole notebook in the browser
+KERNEL_IDLE = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const kernel = w && w.sessionContext && w.sessionContext.session
+                 && w.sessionContext.session.kernel;
+  return !!kernel && kernel.status === 'idle';
+}"""
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
@@ -50,6 +56,15 @@ def _wait_for(url: str, timeout: float) -> None:
     raise TimeoutError(f"JupyterLab did not answer at {url} within {timeout} s")
 
 
+def _settings(work: Path) -> Path:
+    """Lab settings with notebook windowing off, so every cell is in the DOM to inspect."""
+    settings = work / "settings"
+    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text('{"windowingMode": "none"}')
+    return settings
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Iterator[str]:
     """JupyterLab on 127.0.0.1 with a fresh token, serving a copy of the notebook."""
@@ -62,7 +77,8 @@ def lab(tmp_path_factory) -> Iterator[str]:
          f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
          "--LabApp.expose_app_in_browser=True", "--ServerApp.open_browser=False"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "JUPYTER_CONFIG_DIR": str(work / "config")},
+        env={**os.environ, "JUPYTER_CONFIG_DIR": str(work / "config"),
+             "JUPYTERLAB_SETTINGS_DIR": str(_settings(work))},
     )
     try:
         _wait_for(f"http://127.0.0.1:{port}/api/status?token={token}", 60)
@@ -89,10 +105,10 @@ def page(lab):
         try:
             pg = browser.new_page(viewport={"width": 1400, "height": 1000})
             pg.goto(lab)
-            pg.wait_for_function("() => window.jupyterapp && document.querySelector("
-                                 "'.jp-Notebook .jp-Cell')", timeout=90_000)
-            pg.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                 timeout=90_000, state="attached")
+            pg.wait_for_function(KERNEL_IDLE, timeout=120_000)
+            # The copy carries the committed outputs: clear them, so every prompt must refill.
+            pg.evaluate("() => window.jupyterapp.commands.execute("
+                        "'notebook:clear-all-cell-outputs')")
             pg.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
             _wait_until_done(pg)
             yield pg
@@ -101,13 +117,14 @@ def page(lab):
 
 
 def _wait_until_done(pg) -> None:
-    """Wait until no input prompt shows [*] or is still blank on a code cell."""
+    """Wait until every code cell's prompt shows an execution count and the kernel is idle."""
     deadline = time.monotonic() + RUN_TIMEOUT
     pg.wait_for_timeout(2000)
     while time.monotonic() < deadline:
         prompts = pg.eval_on_selector_all(".jp-CodeCell .jp-InputPrompt",
                                           "els => els.map(e => e.textContent.trim())")
-        if prompts and all(p.startswith("[") and p[1:-2].isdigit() for p in prompts):
+        done = prompts and all(p.startswith("[") and p[1:-2].isdigit() for p in prompts)
+        if done and pg.evaluate(KERNEL_IDLE):
             return
         pg.wait_for_timeout(1000)
     raise TimeoutError(f"the notebook did not finish within {RUN_TIMEOUT} s: {prompts}")
