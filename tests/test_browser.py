@@ -45,9 +45,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for(url: str, timeout: float) -> None:
+def _wait_for(url: str, timeout: float, proc: subprocess.Popen, work: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = (work / "jupyterlab.log").read_text()[-2000:]
+            raise RuntimeError(f"JupyterLab exited with {proc.returncode}:\n{log}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -57,11 +60,14 @@ def _wait_for(url: str, timeout: float) -> None:
 
 
 def _settings(work: Path) -> Path:
-    """Lab settings with notebook windowing off, so every cell is in the DOM to inspect."""
+    """Lab settings: notebook windowing off (every cell in the DOM to inspect), no news."""
     settings = work / "settings"
     tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
     tracker.write_text('{"windowingMode": "none"}')
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # offline: no pop-ups
     return settings
 
 
@@ -75,13 +81,14 @@ def lab(tmp_path_factory) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
          f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-         "--LabApp.expose_app_in_browser=True", "--ServerApp.open_browser=False"],
+         "--LabApp.expose_app_in_browser=True", "--ServerApp.open_browser=False",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "JUPYTER_CONFIG_DIR": str(work / "config"),
              "JUPYTERLAB_SETTINGS_DIR": str(_settings(work))},
     )
     try:
-        _wait_for(f"http://127.0.0.1:{port}/api/status?token={token}", 60)
+        _wait_for(f"http://127.0.0.1:{port}/api/status?token={token}", 60, proc, work)
         yield f"http://127.0.0.1:{port}/lab/tree/hw1.ipynb?token={token}"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server and the kernels it started
