@@ -123,15 +123,25 @@ def same_math(x: torch.Tensor, device: torch.device, steps: int = 3) -> float:
     return float(((results[0] - results[1]).abs() / results[0].abs().clamp_min(1e-3)).max())
 
 
-def profile_step(x_train: torch.Tensor, device: torch.device, rows: int = 15) -> str:
-    """Per-operator table of one training step of this implementation."""
+def profile_step(x_train: torch.Tensor, device: torch.device, steps: int = 5) -> str:
+    """Per-layer table: milliseconds per step of each convolution/linear (forward + backward)
+    and of the remaining operator kinds, from torch.profiler with input shapes recorded."""
     step = ours(x_train, device)
     for _ in range(3):
         step()
-    with torch.profiler.profile() as prof:
-        for _ in range(3):
+    with torch.profiler.profile(record_shapes=True) as prof:
+        for _ in range(steps):
             step()
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+    rows = []
+    for e in prof.key_averages(group_by_input_shape=True):
+        if e.self_cpu_time_total > 0:
+            rows.append((e.self_cpu_time_total / steps / 1e3, e.key, str(e.input_shapes)[:70]))
+    rows.sort(reverse=True)
+    total = sum(r[0] for r in rows)
+    lines = [f"per-step profile, {total:.1f} ms of operator time (top 16):",
+             f"{'ms':>7} {'share':>6}  {'operator':<32} input shapes"]
+    lines += [f"{ms:7.2f} {ms / total:6.1%}  {key:<32} {shapes}" for ms, key, shapes in rows[:16]]
+    return "\n".join(lines)
 
 
 def main() -> None:

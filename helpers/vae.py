@@ -24,25 +24,28 @@ D = math.prod(IMAGE_SHAPE)  # pixels per image: the dimension of x
 
 
 class VAE(nn.Module):
-    """The assignment's encoder/decoder with a 16-dimensional diagonal-Gaussian latent."""
+    """The assignment's encoder/decoder with a 16-dimensional diagonal-Gaussian latent.
+
+    ReLUs work in place: the same function, one activation buffer less per layer.
+    """
 
     def __init__(self, latent_dim: int = LATENT_DIM, channels: int = 1) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.encoder = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, 1, 1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),  # 16 x 16
-            nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(),  # 8 x 8
-            nn.Conv2d(128, 256, 3, 2, 1), nn.ReLU(),  # 4 x 4
+            nn.Conv2d(channels, 32, 3, 1, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(inplace=True),  # 16 x 16
+            nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(inplace=True),  # 8 x 8
+            nn.Conv2d(128, 256, 3, 2, 1), nn.ReLU(inplace=True),  # 4 x 4
             nn.Flatten(),
             nn.Linear(4 * 4 * 256, 2 * latent_dim),
         )
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, 4 * 4 * 128), nn.ReLU(),
+            nn.Linear(latent_dim, 4 * 4 * 128), nn.ReLU(inplace=True),
             nn.Unflatten(1, (128, 4, 4)),  # the assignment's reshape(4, 4, 128), channels first
-            nn.ConvTranspose2d(128, 128, 4, 2, 1), nn.ReLU(),  # 8 x 8
-            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(),  # 16 x 16
-            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),  # 32 x 32
+            nn.ConvTranspose2d(128, 128, 4, 2, 1), nn.ReLU(inplace=True),  # 8 x 8
+            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(inplace=True),  # 16 x 16
+            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(inplace=True),  # 32 x 32
             nn.Conv2d(32, channels, 3, 1, 1),
         )
 
