@@ -9,7 +9,8 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize
 
 run: env                         ## execute hw1.ipynb in place, write figures/ and hw1.pdf
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace hw1.ipynb \
-	    --ExecutePreprocessor.timeout=7200 --ExecutePreprocessor.kernel_name=python3
+	    --ExecutePreprocessor.timeout=7200 --ExecutePreprocessor.kernel_name=python3 \
+	    --ExecutePreprocessor.store_widget_state=True
 	$(PY) -m helpers.pdf hw1.ipynb hw1.pdf
 
 test: env                        ## lint, unit tests, the notebook under nbval, PDF and browser

@@ -72,9 +72,9 @@ def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, ti
         ax.plot(x_test, test_losses[:, i], "o-", ms=3, label=f"test {name} (whole set)")
         ax.set_xlabel("epoch")
         ax.set_title(name)
-        top = np.percentile(train_losses[:, i], 99.5) if len(train_losses) else None
-        if i < 2 and top is not None:  # the first steps are ~10x larger; keep the tail readable
-            ax.set_ylim(0, max(top, test_losses[1:, i].max() if epochs else 0) * 1.05)
+        if len(train_losses) and epochs:  # the first steps are ~10x larger; show the tail
+            top = max(np.percentile(train_losses[:, i], 99), test_losses[1:, i].max())
+            ax.set_ylim(0, top * 1.1)
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
@@ -116,13 +116,15 @@ def plot_flow_density(samples: np.ndarray, grid: tuple[np.ndarray, np.ndarray, n
                       fname: str | Path | None = None) -> Figure:
     """Samples z_t of the flow beside the density q_t from the formula, on the same axes."""
     gx, gy, density = grid
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
     axes[0].scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.3)
     axes[0].set_title("samples z_t = g_3(g_2(g_1(z_0)))")
     axes[1].contourf(gx, gy, density, levels=30, cmap="viridis")
     axes[1].set_title("q_t(z_t) from the formula")
     for ax in axes:
         ax.set_aspect("equal")
+        ax.set_xlim(gx.min(), gx.max())
+        ax.set_ylim(gy.min(), gy.max())
     fig.tight_layout()
     return save(fig, fname)
 
