@@ -1,5 +1,8 @@
 """Every figure of the notebook. Each function draws one figure, saves it as PNG, returns it.
 
+Figures are closed before they are returned, so a notebook shows each exactly once: where a cell
+returns it (or passes it to ``display``), not again at the end of the cell.
+
 ``plot_vae_training_plot`` and ``show_samples`` keep the signatures and array conventions of
 the course's helper code (CS294-158), so the same arrays can be handed to either.
 """
@@ -28,6 +31,7 @@ def save(fig: Figure, fname: str | Path | None) -> Figure:
         path = path if path.is_absolute() else FIGURES / path
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
     return fig
 
 
