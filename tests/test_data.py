@@ -93,6 +93,11 @@ def test_corrupted_file_is_reported_not_used(tmp_path):
         prepare(tmp_path, registry=False, download=False)
     assert "SHA-256" in str(err.value)
     assert (tmp_path / "MNIST" / "raw.corrupt").exists()  # set aside, not silently deleted
+    _copy_raw(tmp_path)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(bytes(blob))
+    with pytest.raises(MNISTError):
+        prepare(tmp_path, registry=False, download=False)
+    assert (tmp_path / "MNIST" / "raw.corrupt-1").exists()  # an earlier one is kept too
 
 
 def test_truncated_file_is_reported(tmp_path):
