@@ -1,0 +1,6 @@
+"""Helpers for CSDS 600 Homework 1, one concept a module.
+
+data (MNIST), vae (model and objective), kl (question 2), train (loop, checkpoints, CLI),
+made (question 1), flows (question 3), analysis (beyond the assignment), plots, widgets,
+pdf (offline export) and benchmark (training-step speed).
+"""
