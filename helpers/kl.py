@@ -6,9 +6,14 @@ import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
 
+def gaussian_kl_terms(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The per-dimension terms 1/2 (sigma_i^2 + mu_i^2 - log sigma_i^2 - 1)."""
+    return 0.5 * (logvar.exp() + mu.pow(2) - logvar - 1)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Closed form 1/2 sum_i (sigma_i^2 + mu_i^2 - log sigma_i^2 - 1), summed over the last dim."""
-    return 0.5 * (logvar.exp() + mu.pow(2) - logvar - 1).sum(dim=-1)
+    return gaussian_kl_terms(mu, logvar).sum(dim=-1)
 
 
 def _q_and_p(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[Independent, Independent]:

@@ -139,8 +139,9 @@ def load_checkpoint(path: Path, config: Config | None = None, *,
             f"{path} is damaged or not a checkpoint ({type(e).__name__}: {e}). Delete it and "
             "retrain with `python -m helpers.train`."
         ) from e
-    missing = {"model", "optimizer", "history", "config", "meta", "rng"} - set(state)
-    if not isinstance(state, dict) or missing:
+    keys = {"model", "optimizer", "history", "config", "meta", "rng"}
+    missing = keys - set(state) if isinstance(state, dict) else keys
+    if missing:
         raise CheckpointError(f"{path} lacks {sorted(missing)}: it is not a helpers.train "
                               "checkpoint. Retrain with `python -m helpers.train`.")
     if config is not None:

@@ -101,6 +101,13 @@ def test_foreign_file_is_an_error(tmp_path):
         load_checkpoint(path)
 
 
+def test_a_bare_tensor_file_is_an_error(tmp_path):
+    path = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(CheckpointError, match="not a helpers.train checkpoint"):
+        load_checkpoint(path)
+
+
 def test_missing_checkpoint_is_an_error(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(tmp_path / "absent.pt")
