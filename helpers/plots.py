@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from helpers.data import REPO_ROOT
 from helpers.made import MADE
+from helpers.vae import LOSS_NAMES
 
 # HW1_FIGURES lets the tests execute the notebook without touching the committed figures.
 FIGURES = Path(os.environ.get("HW1_FIGURES", REPO_ROOT / "figures"))
@@ -70,8 +71,7 @@ def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, ti
     x_train = np.linspace(0, epochs, len(train_losses))
     x_test = np.arange(epochs + 1)
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    names = ("-ELBO", "reconstruction", "KL")
-    for i, (ax, name) in enumerate(zip(axes, names, strict=True)):
+    for i, (ax, name) in enumerate(zip(axes, LOSS_NAMES, strict=True)):
         ax.plot(x_train, train_losses[:, i], lw=0.6, alpha=0.7, label=f"train {name} (minibatch)")
         ax.plot(x_test, test_losses[:, i], "o-", ms=3, label=f"test {name} (whole set)")
         ax.set_xlabel("epoch")

@@ -24,10 +24,9 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.data import MNIST, REPO_ROOT, batches, load_mnist
-from helpers.vae import VAE, check_images, exact_neg_elbo, losses
+from helpers.vae import LOSS_NAMES, VAE, check_images, exact_neg_elbo, losses
 
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
-COLUMNS = ("-ELBO", "reconstruction", "KL")
 EVAL_BATCH = 500
 
 
@@ -192,6 +191,8 @@ def train(config: Config = Config(), *, out: Path | None = None, data: MNIST | N
           device: str | torch.device = "auto", resume: bool = False, fast: bool = True,
           progress: bool = True) -> tuple[VAE, dict]:
     """Train (or resume) the VAE, checkpointing after every epoch; return the model and state."""
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {config.epochs}.")
     device = pick_device(str(device))
     out = Path(out) if out is not None else checkpoint_path(config)
     data = data if data is not None else load_mnist()
@@ -204,7 +205,7 @@ def train(config: Config = Config(), *, out: Path | None = None, data: MNIST | N
     model = prepare_model(VAE(config.latent_dim).to(device), fast)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if resume and out.exists():
-        state = load_checkpoint(out, config, allow_more_epochs=True)
+        state = load_checkpoint(out, config, allow_more_epochs=True)  # returned if nothing to do
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = {k: list(v.unbind(0)) for k, v in state["history"].items()}
@@ -238,8 +239,6 @@ def train(config: Config = Config(), *, out: Path | None = None, data: MNIST | N
         if progress:
             print(f"epoch {epoch + 1:2d}/{config.epochs}: test -ELBO {test[0]:.2f} "
                   f"(recon {test[1]:.2f}, KL {test[2]:.2f})  [{spent / 60:.1f} min]", flush=True)
-    if start_epoch >= config.epochs:
-        state = load_checkpoint(out, config)
     model.eval()
     return model, state
 
@@ -281,9 +280,9 @@ def _set_rng(rng: dict, shuffle: torch.Generator, device: torch.device) -> None:
 
 def final_test(state: dict) -> dict[str, float]:
     """The final test numbers: -ELBO, reconstruction, KL and the exact Gaussian -ELBO in nats."""
-    neg_elbo, recon, kl = (float(v) for v in state["history"]["test"][-1])
-    return {"-ELBO": neg_elbo, "reconstruction": recon, "KL": kl,
-            "exact -ELBO (nats)": exact_neg_elbo(recon, kl)}
+    final = dict(zip(LOSS_NAMES, (float(v) for v in state["history"]["test"][-1]), strict=True))
+    final["exact -ELBO (nats)"] = exact_neg_elbo(final["reconstruction"], final["KL"])
+    return final
 
 
 def load_or_train(config: Config = Config(), *, retrain: bool = False,

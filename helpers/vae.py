@@ -21,6 +21,7 @@ from helpers.kl import gaussian_kl
 LATENT_DIM = 16
 IMAGE_SHAPE = (1, 32, 32)
 D = math.prod(IMAGE_SHAPE)  # pixels per image: the dimension of x
+LOSS_NAMES = ("-ELBO", "reconstruction", "KL")  # the order of ``losses`` and of every history
 
 
 class VAE(nn.Module):

@@ -161,3 +161,16 @@ def test_bad_data_is_refused_before_training(small, tmp_path):
     bad = MNIST(small.train_x[:, :, 2:30, 2:30], small.train_y, small.test_x, small.test_y)
     with pytest.raises(ValueError, match="shape"):
         _train(bad, tmp_path)
+
+
+def test_resuming_a_finished_run_returns_it_unchanged(small, tmp_path):
+    _, done = _train(small, tmp_path)
+    before = (tmp_path / "ckpt.pt").read_bytes()
+    _, again = _train(small, tmp_path, resume=True)
+    assert torch.equal(again["history"]["train"], done["history"]["train"])
+    assert (tmp_path / "ckpt.pt").read_bytes() == before
+
+
+def test_zero_epochs_is_refused(small, tmp_path):
+    with pytest.raises(ValueError, match="at least 1"):
+        _train(small, tmp_path, epochs=0)
