@@ -8,19 +8,22 @@ import torch
 
 from helpers.data import batches
 from helpers.kl import gaussian_kl_terms
-from helpers.vae import VAE, D
+from helpers.vae import VAE, D, logvar, single_threaded
 
 
 @torch.no_grad()
+@single_threaded
 def latent_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, ...]:
-    """Encoder ``mu`` and ``logvar`` for every image of ``x``."""
-    parts = [model.encode(xb) for xb in batches(x, batch_size, shuffle=False)]
+    """Encoder ``mu`` and ``log_sigma`` for every image of ``x``."""
+    device = model.device
+    parts = [model.encode(xb.to(device)) for xb in batches(x, batch_size, shuffle=False)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def log_normal(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(x; mean, diag(exp(logvar))), summed over the last dimension."""
-    return -0.5 * ((x - mean).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+def log_normal(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(sigma^2)) with sigma = exp(log_sigma), summed over the last dim."""
+    return (-0.5 * ((x - mean) / log_sigma.exp()).pow(2) - log_sigma
+            - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 @torch.no_grad()
@@ -35,29 +38,45 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, k: int = 100,
     rises towards log p(x) as k grows (Burda et al., 2016).
     """
     iw, elbo = [], []
+    device = model.device
     for xb in batches(x, chunk, shuffle=False):
-        mu, logvar = model.encode(xb)
-        z = mu + (0.5 * logvar).exp() * torch.randn(k, *mu.shape)  # (k, B, latent)
+        xb = xb.to(device)
+        mu, log_sigma = model.encode(xb)
+        z = mu + log_sigma.exp() * torch.randn(k, *mu.shape, device=mu.device)  # (k, B, latent)
         x_hat = model.decode(z.flatten(0, 1)).unflatten(0, (k, xb.shape[0]))
         log_px_z = -0.5 * (xb - x_hat).pow(2).flatten(2).sum(-1) - 0.5 * D * math.log(2 * math.pi)
         log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
-        log_qz = log_normal(z, mu, logvar)
+        log_qz = log_normal(z, mu, log_sigma)
         log_w = log_px_z + log_pz - log_qz
         iw.append(torch.logsumexp(log_w, dim=0) - math.log(k))
         elbo.append(log_w.mean(0))  # same samples: Jensen makes iw >= elbo per image
     return torch.cat(iw), torch.cat(elbo)
 
 
-def active_units(mu: torch.Tensor, logvar: torch.Tensor,
+def active_units(mu: torch.Tensor, log_sigma: torch.Tensor,
                  threshold: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Mean KL per dimension, activity Var_x(mu_u(x)), and how many exceed ``threshold``."""
-    kl_per_dim = gaussian_kl_terms(mu, logvar).mean(0)
+    mu, log_sigma = mu.double(), log_sigma.double()  # sums that do not depend on threads
+    kl_per_dim = gaussian_kl_terms(mu, logvar(log_sigma)).mean(0)
     activity = mu.var(0)
-    return kl_per_dim, activity, int((activity > threshold).sum())
+    return kl_per_dim.float(), activity.float(), int((activity > threshold).sum())
 
 
-def pca_2d(mu: torch.Tensor) -> torch.Tensor:
-    """Project the rows of ``mu`` on their first two principal components."""
-    centred = mu - mu.mean(0)
-    _, _, v = torch.linalg.svd(centred, full_matrices=False)
-    return centred @ v[:2].T
+def aggregate_variance(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """Per-dimension variance of the aggregate posterior q(z) = mean_x q(z|x): Var(mu) + E[sigma^2].
+
+    Where it is far below the prior's 1, part of the prior's mass lies where no q(z|x) puts any.
+    """
+    return mu.var(0, unbiased=False) + (2 * log_sigma).exp().mean(0)
+
+
+def pca_2d(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of ``mu`` on their first two principal components, and each one's variance share.
+
+    In float64, so that the result does not depend on the thread count; each component's sign
+    is fixed (largest loading positive), though the sign itself means nothing.
+    """
+    centred = mu.double() - mu.double().mean(0)
+    _, s, v = torch.linalg.svd(centred, full_matrices=False)
+    v = v[:2] * v[:2].gather(1, v[:2].abs().argmax(1, keepdim=True)).sign()
+    return (centred @ v.T).float(), (s[:2] ** 2 / (s**2).sum()).float()

@@ -1,8 +1,8 @@
 """Question 1: a small MADE (Germain et al., 2015) for binary vectors, built from explicit masks.
 
-Degrees m(k): input d has degree d (1..D); each hidden unit gets a degree in 1..D-1. A hidden
-unit may see a unit of the layer below only if m(below) <= m(hidden); output d may see a hidden
-unit only if m(hidden) < d. So output d depends on x_1..x_{d-1} alone, and the joint
+Degrees m(.): input d has degree d (1..n); each hidden unit gets a degree in 1..n-1 (a unit of
+degree n could feed no output). A hidden unit may see a unit of the layer below only if
+m(below) <= m(hidden); output d may see a hidden unit only if m(hidden) < d. So output d depends on x_1..x_{d-1} alone, and the joint
 p(x) = prod_d p(x_d | x_<d) is a product of normalised Bernoulli conditionals.
 """
 
@@ -15,20 +15,20 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def made_degrees(D: int, hidden: tuple[int, ...]) -> list[torch.Tensor]:
-    """Degrees of the input and hidden layers; hidden degrees cycle through 1..D-1."""
-    if D < 2:
-        raise ValueError(f"MADE needs D >= 2 inputs, got {D}.")
-    degrees = [torch.arange(1, D + 1)]
-    degrees += [torch.arange(h) % (D - 1) + 1 for h in hidden]
+def made_degrees(n: int, hidden: tuple[int, ...]) -> list[torch.Tensor]:
+    """Degrees of the input and hidden layers; hidden degrees cycle through 1..n-1."""
+    if n < 2:
+        raise ValueError(f"MADE needs n >= 2 inputs, got {n}.")
+    degrees = [torch.arange(1, n + 1)]
+    degrees += [torch.arange(h) % (n - 1) + 1 for h in hidden]
     return degrees
 
 
-def made_masks(degrees: list[torch.Tensor], D: int) -> list[torch.Tensor]:
+def made_masks(degrees: list[torch.Tensor], n: int) -> list[torch.Tensor]:
     """Masks (out x in) for every layer: >= between hidden layers, strict > into the outputs."""
     masks = [(d_out[:, None] >= d_in[None, :]).float()
              for d_in, d_out in zip(degrees[:-1], degrees[1:], strict=True)]
-    output_degrees = torch.arange(1, D + 1)
+    output_degrees = torch.arange(1, n + 1)
     masks.append((output_degrees[:, None] > degrees[-1][None, :]).float())
     return masks
 
@@ -46,14 +46,14 @@ class MaskedLinear(nn.Linear):
 
 
 class MADE(nn.Module):
-    """MADE over D binary inputs: output d is the logit of p(x_d = 1 | x_<d)."""
+    """MADE over n binary inputs: output d is the logit of p(x_d = 1 | x_<d)."""
 
-    def __init__(self, D: int = 4, hidden: tuple[int, ...] = (5, 5), seed: int = 0) -> None:
+    def __init__(self, n: int = 4, hidden: tuple[int, ...] = (5, 5), seed: int = 0) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.D = D
-        self.degrees = made_degrees(D, hidden)
-        self.masks = made_masks(self.degrees, D)
+        self.n = n
+        self.degrees = made_degrees(n, hidden)
+        self.masks = made_masks(self.degrees, n)
         layers: list[nn.Module] = []
         for mask in self.masks[:-1]:
             layers += [MaskedLinear(mask), nn.ReLU()]
@@ -61,7 +61,7 @@ class MADE(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the D conditionals, shape (B, D)."""
+        """Logits of the n conditionals, shape (B, n)."""
         return self.net(x)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,11 +69,11 @@ class MADE(nn.Module):
         return -F.binary_cross_entropy_with_logits(self(x), x, reduction="none").sum(dim=1)
 
 
-def all_binary_vectors(D: int) -> torch.Tensor:
-    """All 2^D binary vectors of length D, shape (2^D, D)."""
-    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=D)))
+def all_binary_vectors(n: int) -> torch.Tensor:
+    """All 2^n binary vectors of length n, shape (2^n, n)."""
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)))
 
 
 def input_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """d outputs / d inputs at one point x of shape (D,): a (D, D) matrix."""
+    """d outputs / d inputs at one point x of shape (n,): an (n, n) matrix."""
     return torch.autograd.functional.jacobian(lambda v: model(v.unsqueeze(0)).squeeze(0), x)

@@ -1,74 +1,282 @@
-"""Export the executed notebook to PDF offline: nbconvert HTML with local MathJax, then Chromium.
+"""Export the executed notebook to a print-ready PDF, offline, on macOS, Windows, Linux or Colab.
 
-    python -m helpers.pdf hw1.ipynb hw1.pdf
+    python -m helpers.pdf hw1.ipynb hw1.pdf [--paper a4] [--browser PATH]
+    python -m helpers.pdf hw1.ipynb --displays   # each display equation: width, broken, overflow
+
+nbconvert writes the HTML; MathJax 2.7 comes from the `jupyter-server-mathjax` package; Playwright
+drives a Chromium-family browser that lays the page out at the paper's text width, waits until
+MathJax has typeset everything and prints with bookmarks for every heading. Nothing is fetched
+from the network: the page, MathJax and its fonts are served from memory and disk, and every
+other request is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import mimetypes
+import os
+import re
 import shutil
-import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
-MATHJAX = Path("/usr/share/javascript/mathjax/MathJax.js")
-MATHJAX_URL = f"file://{MATHJAX}?config=TeX-AMS_CHTML-full,Safe"
-# Printed pages cannot scroll: wrap long code lines and keep figures inside the page.
+PAPERS = {"letter": (8.5, 11.0), "a4": (210 / 25.4, 297 / 25.4)}  # width, height in inches
+MARGIN_IN = 0.5
+PX_PER_IN = 96  # CSS pixels per inch, in the browser and on paper
+BROWSER_ENV = "HW1_BROWSER"
+GET_BROWSER = "python -m playwright install chromium"
+# The page and MathJax are served from this origin inside the browser; `.invalid` never resolves.
+ORIGIN = "http://hw1.invalid"
+DEBIAN_MATHJAX = Path("/usr/share/javascript/mathjax")  # fallback: Debian's libjs-mathjax
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+TIMEOUT_S = 300  # a guard against a hung browser, not a wait: printing starts when MathJax is done
+
+# Usual install places, tried after the override and Playwright's own Chromium.
+_PF = [os.environ.get(v, "") for v in ("PROGRAMFILES", "PROGRAMFILES(X86)", "LOCALAPPDATA")]
+BROWSER_PATHS = [
+    *(f"{app}/Contents/MacOS/{exe}" for app, exe in [
+        ("/Applications/Google Chrome.app", "Google Chrome"),
+        ("/Applications/Chromium.app", "Chromium"),
+        ("/Applications/Microsoft Edge.app", "Microsoft Edge"),
+        (f"{Path.home()}/Applications/Google Chrome.app", "Google Chrome")]),
+    *(f"{base}\\{exe}" for base in _PF if base for exe in [
+        "Google\\Chrome\\Application\\chrome.exe", "Chromium\\Application\\chrome.exe",
+        "Microsoft\\Edge\\Application\\msedge.exe"]),
+    "/opt/google/chrome/chrome", "/opt/microsoft/msedge/msedge", "/snap/bin/chromium",
+]
+BROWSER_NAMES = ["google-chrome", "google-chrome-stable", "chromium", "chromium-browser",
+                 "microsoft-edge", "msedge", "chrome"]
+
+# MathJax settings that override nbconvert's: no automatic line breaks (a display either fits
+# or is rewritten by hand), and HTML-CSS output with the STIX-Web web fonts that
+# jupyter-server-mathjax ships, never fonts installed locally, so every machine prints the same.
+MATHJAX_CONFIG = """
+                MMLorHTML: {prefer: "HTML"},
+                "fast-preview": {disabled: true},
+                AssistiveMML: {disabled: true},
+                "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web",
+                             imageFont: null, linebreaks: {automatic: %(auto)s}},
+                CommonHTML: {linebreaks: {automatic: %(auto)s}},
+                SVG: {linebreaks: {automatic: %(auto)s}}"""
 PRINT_CSS = """<style>
+@page { size: %(width).3fin %(height).3fin; margin: %(margin)sin; }
+html, body { margin: 0 !important; padding: 0 !important; }
+body.jp-Notebook, .jp-Cell, .jp-RenderedHTMLCommon { padding-left: 0 !important;
+  padding-right: 0 !important; }
+/* Printed pages cannot scroll: wrap long code lines and keep figures inside the page. */
 pre, .highlight pre, .jp-OutputArea-output pre { white-space: pre-wrap !important;
   overflow-wrap: anywhere; }
-.jp-OutputArea-output img { max-width: 100% !important; height: auto; }
-.jp-OutputArea-output { break-inside: avoid-page; }
+.jp-OutputArea-output img { max-width: 100%% !important; height: auto; }
+.jp-OutputArea-output, .MathJax_Display, .MJXc-display, tr { break-inside: avoid; }
+h1, h2, h3, h4 { break-after: avoid; }
 </style>"""
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--no-first-run", "--disable-extensions"]
+# Resolves once MathJax's start-up typesetting and everything queued after it have finished.
+TYPESET_DONE = """() => new Promise(done => MathJax.Hub.Register.StartupHook("End",
+  () => MathJax.Hub.Queue(() => document.fonts.ready.then(() => done(true)))))"""
+DISPLAYS = """() => {
+  const vw = document.documentElement.clientWidth;
+  return MathJax.Hub.getAllJax().filter(j => j.root.Get("display") === "block").map(j => {
+    const frame = document.getElementById(j.inputID + "-Frame");
+    const box = frame.closest(".MathJax_Display, .MJXc-display, .MathJax_SVG_Display")
+                || frame.parentElement;
+    const range = document.createRange();
+    range.selectNodeContents(frame);
+    const c = range.getBoundingClientRect(), b = box.getBoundingClientRect();
+    const left = Math.max(b.left, 0), right = Math.min(b.right, vw);
+    return {text: j.originalText.trim().replace(/\\s+/g, " ").slice(0, 80),
+            width: Math.round(c.width * 10) / 10, available: Math.round((right - left) * 10) / 10,
+            broken: !!j.root.isMultiline || !!box.querySelector(".mjx-block"),
+            overflow: c.left < left - 0.5 || c.right > right + 0.5};
+  });
+}"""
 
 
-def chromium() -> str:
-    """Path of a Chromium binary, or a clear error saying how to get one."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
+class NoBrowserError(RuntimeError):
+    """No usable Chromium-family browser."""
+
+
+class ExportError(RuntimeError):
+    """The notebook could not be exported (MathJax missing, a page that never finishes, ...)."""
+
+
+def text_width_px(paper: str = "letter") -> int:
+    """Width of the printable area of ``paper`` in CSS pixels (Letter: 720, A4: 697)."""
+    return int((PAPERS[paper][0] - 2 * MARGIN_IN) * PX_PER_IN)
+
+
+def mathjax_source() -> tuple[Path, str]:
+    """MathJax's folder and config: jupyter-server-mathjax's first, Debian's as a fallback."""
+    try:
+        import jupyter_server_mathjax
+        folder = Path(jupyter_server_mathjax.__file__).parent / "static"
+        if (folder / "MathJax.js").exists():
+            # The package ships only the combined HTML-CSS config, not the CommonHTML ones.
+            return folder, "TeX-AMS-MML_HTMLorMML-full,Safe"
+    except ImportError:
+        pass
+    if (DEBIAN_MATHJAX / "MathJax.js").exists():
+        return DEBIAN_MATHJAX, "TeX-AMS_CHTML-full,Safe"
+    raise ExportError("MathJax not found: `pip install jupyter-server-mathjax` (a dependency "
+                      "of this project: `pip install -e .`).")
+
+
+def find_browser(override: str | None = None, bundled: str | None = None) -> str:
+    """Browser to print with: ``override``, $HW1_BROWSER, Playwright's, then usual places."""
+    for source, given in (("--browser", override), (BROWSER_ENV, os.environ.get(BROWSER_ENV))):
+        if given:
+            path = shutil.which(given) or given  # a name on PATH or a path
+            if not Path(path).is_file():
+                raise NoBrowserError(f"{source} names {given!r}, which is not a file.")
+            return path
+    for path in [bundled, *BROWSER_PATHS]:
+        if path and Path(path).is_file():
+            return path
+    for name in BROWSER_NAMES:
         if path := shutil.which(name):
             return path
-    raise FileNotFoundError("no Chromium found: run `make system-deps` (Debian: apt-get install "
-                            "chromium libjs-mathjax fonts-mathjax).")
+    raise NoBrowserError(f"No Chrome, Chromium or Edge found. Get one with:\n\n    {GET_BROWSER}"
+                         f"\n\nor name a browser with --browser PATH or ${BROWSER_ENV}.")
 
 
-def to_html(notebook: Path, html: Path) -> None:
-    """Render the notebook to HTML that loads MathJax from local files."""
-    if not MATHJAX.exists():
-        raise FileNotFoundError(f"{MATHJAX} missing: run `make system-deps` (Debian: "
-                                "apt-get install libjs-mathjax fonts-mathjax).")
-    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(notebook),
-                    "--output", html.stem, "--output-dir", str(html.parent),
-                    f"--HTMLExporter.mathjax_url={MATHJAX_URL}"],
-                   check=True, capture_output=True, text=True)
-    html.write_text(html.read_text(encoding="utf-8").replace("</head>", PRINT_CSS + "</head>", 1),
-                    encoding="utf-8")
+def prefer_static_frames(nb: Any) -> Any:
+    """Drop the widget view from outputs that also hold a PNG, so the PNG is what prints."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW in data and "image/png" in data:
+                del data[WIDGET_VIEW]
+    return nb
 
 
-def to_pdf(notebook: Path | str, pdf: Path | str, timeout: float = 180) -> Path:
-    """Write ``pdf`` from ``notebook``; maths typeset, figures embedded, widgets left blank."""
-    notebook, pdf = Path(notebook).resolve(), Path(pdf).resolve()
-    with tempfile.TemporaryDirectory() as tmp:
-        html = Path(tmp) / "notebook.html"
-        to_html(notebook, html)
-        tmp_pdf = pdf.with_name(f".{pdf.name}.tmp")
-        subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp}/profile",
-                        "--no-pdf-header-footer", "--virtual-time-budget=30000",
-                        f"--print-to-pdf={tmp_pdf}", html.as_uri()],
-                       check=True, capture_output=True, text=True, timeout=timeout)
-        tmp_pdf.replace(pdf)
+def to_html(notebook: Path | str, paper: str = "letter", linebreaks: bool = False) -> str:
+    """The notebook as one HTML page that loads MathJax from ``ORIGIN/mathjax/``."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    _, config = mathjax_source()
+    exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True,
+                            exclude_output_prompt=True,
+                            mathjax_url=f"{ORIGIN}/mathjax/MathJax.js?config={config}")
+    nb = prefer_static_frames(nbformat.read(str(notebook), as_version=4))
+    html, _ = exporter.from_notebook_node(nb)
+    # nbconvert's template turns on automatic line breaks for CommonHTML; replace its setting.
+    html, n = re.subn(r"CommonHTML:\s*\{\s*linebreaks:\s*\{\s*automatic:\s*true\s*\}\s*\}",
+                      MATHJAX_CONFIG.strip() % {"auto": str(linebreaks).lower()}, html)
+    if n != 1:
+        raise ExportError("nbconvert's MathJax configuration has changed: update helpers/pdf.py.")
+    width, height = PAPERS[paper]
+    css = PRINT_CSS % {"width": width, "height": height, "margin": MARGIN_IN}
+    return html.replace("</head>", css + "</head>", 1)
+
+
+def _serve(route: Any, html: str, mathjax: Path) -> None:
+    """Answer the page's requests: the page, MathJax's files; refuse everything else."""
+    url = urlsplit(route.request.url)
+    if f"{url.scheme}://{url.netloc}" != ORIGIN:
+        return route.abort()
+    if url.path == "/index.html":
+        return route.fulfill(body=html, content_type="text/html; charset=utf-8")
+    path = (mathjax / unquote(url.path.removeprefix("/mathjax/"))).resolve()
+    if not (url.path.startswith("/mathjax/") and path.is_relative_to(mathjax.resolve())
+            and path.is_file()):
+        return route.fulfill(status=404)
+    # Explicit types: Windows' registry may map .js to text/plain.
+    types = {".js": "text/javascript", ".woff": "font/woff", ".otf": "font/otf"}
+    kind = types.get(path.suffix) or mimetypes.guess_type(path.name)[0]
+    route.fulfill(body=path.read_bytes(), content_type=kind or "application/octet-stream")
+
+
+@contextmanager
+def typeset_page(html: str, paper: str = "letter", browser: str | None = None) -> Iterator[Any]:
+    """A Playwright page holding ``html``, laid out at the text width, with MathJax finished."""
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:
+        raise ExportError("Playwright is missing: `pip install playwright` "
+                          "(a dependency of this project: `pip install -e .`).") from e
+    mathjax, _ = mathjax_source()
+    with sync_playwright() as p:
+        executable = find_browser(browser, bundled=p.chromium.executable_path)
+        try:
+            chromium = p.chromium.launch(executable_path=executable, timeout=TIMEOUT_S * 1000,
+                                         args=["--disable-gpu", "--disable-dev-shm-usage"])
+        except PlaywrightError as e:
+            raise NoBrowserError(f"{executable} did not start ({str(e).splitlines()[0]}). "
+                                 f"Get a browser Playwright can drive with:\n\n    {GET_BROWSER}"
+                                 ) from e
+        try:
+            # Lay out and typeset at the printed width: MathJax measures the page as it is now.
+            page = chromium.new_page(viewport={"width": text_width_px(paper), "height": 1000})
+            page.set_default_timeout(TIMEOUT_S * 1000)
+            page.emulate_media(media="print")
+            page.route("**/*", lambda route: _serve(route, html, mathjax))
+            page.goto(f"{ORIGIN}/index.html", wait_until="load")
+            if not page.evaluate("() => !!(window.MathJax && MathJax.Hub)"):
+                raise ExportError(f"MathJax did not load from {mathjax}.")
+            page.evaluate(TYPESET_DONE)
+            yield page
+        finally:
+            chromium.close()
+
+
+def to_pdf(notebook: Path | str, pdf: Path | str, paper: str = "letter",
+           browser: str | None = None) -> Path:
+    """Write ``pdf`` from ``notebook``: maths typeset, figures embedded, a bookmark per heading."""
+    pdf = Path(pdf).resolve()
+    html = to_html(notebook, paper)
+    width, height = PAPERS[paper]
+    with typeset_page(html, paper, browser) as page:
+        data = page.pdf(width=f"{width:.3f}in", height=f"{height:.3f}in",
+                        margin={side: f"{MARGIN_IN}in" for side in
+                                ("top", "right", "bottom", "left")},
+                        print_background=True, outline=True, tagged=True)
+    # Write beside the target, then rename: a failed export never leaves half a PDF.
+    with tempfile.NamedTemporaryFile(dir=pdf.parent, suffix=".pdf", delete=False) as tmp:
+        tmp.write(data)
+    Path(tmp.name).replace(pdf)
     return pdf
 
 
-def main() -> None:
-    """Command-line entry."""
+def display_report(notebook: Path | str, paper: str = "letter",
+                   browser: str | None = None, linebreaks: bool = False) -> list[dict]:
+    """Every display equation as printed: TeX snippet, width and available width (CSS px),
+    whether MathJax broke it into lines, whether it overflows the text width."""
+    with typeset_page(to_html(notebook, paper, linebreaks), paper, browser) as page:
+        return page.evaluate(DISPLAYS)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: a clear message and a non-zero exit instead of a traceback."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("notebook", type=Path)
-    p.add_argument("pdf", type=Path)
-    args = p.parse_args()
-    print(f"wrote {to_pdf(args.notebook, args.pdf)}")
+    p.add_argument("pdf", type=Path, nargs="?", help="the PDF to write")
+    p.add_argument("--paper", choices=sorted(PAPERS), default="letter")
+    p.add_argument("--browser", help=f"Chrome, Chromium or Edge to use (or ${BROWSER_ENV})")
+    p.add_argument("--displays", action="store_true",
+                   help="list every display equation with its width; write no PDF")
+    args = p.parse_args(argv)
+    if not args.displays and args.pdf is None:
+        p.error("name the PDF to write, or pass --displays")
+    start = time.monotonic()
+    try:
+        if args.displays:
+            rows = display_report(args.notebook, args.paper, args.browser)
+            print(f"text width {text_width_px(args.paper)} px ({args.paper})")
+            for r in rows:
+                flag = "BROKEN " * r["broken"] + "OVERFLOW" * r["overflow"] or "ok"
+                print(f"{r['width']:7.1f} / {r['available']:5.1f} px  {flag:8}  {r['text']}")
+        else:
+            out = to_pdf(args.notebook, args.pdf, args.paper, args.browser)
+            print(f"wrote {out} in {time.monotonic() - start:.0f} s")
+    except (NoBrowserError, ExportError, FileNotFoundError) as e:
+        sys.exit(f"helpers.pdf: {e}")
 
 
 if __name__ == "__main__":

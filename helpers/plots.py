@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torchvision.utils import make_grid
 
 from helpers.data import REPO_ROOT
 from helpers.made import MADE
@@ -49,69 +50,126 @@ def to_uint8(x: torch.Tensor, crop: bool = True) -> np.ndarray:
 
 def show_samples(samples: np.ndarray, fname: str | Path | None = None, nrow: int = 10,
                  title: str = "Samples") -> Figure:
-    """A grid of (N, H, W, C) uint8 images, ``nrow`` per row."""
-    n, h, w, _ = samples.shape
-    rows = int(np.ceil(n / nrow))
-    grid = np.zeros((rows * (h + 2) + 2, nrow * (w + 2) + 2), dtype=np.uint8)
-    for i, img in enumerate(samples[..., 0]):
-        r, c = divmod(i, nrow)
-        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + c * (w + 2):2 + c * (w + 2) + w] = img
+    """A grid of (N, H, W, C) uint8 images, ``nrow`` per row (the course helper's convention)."""
+    samples = np.asarray(samples)
+    if samples.ndim != 4 or samples.dtype != np.uint8:
+        raise ValueError(f"expected (N, H, W, C) uint8 images, got {samples.shape} "
+                         f"{samples.dtype}: convert model outputs with plots.to_uint8.")
+    grid = make_grid(torch.from_numpy(samples).permute(0, 3, 1, 2), nrow=nrow, padding=2)
+    rows = int(np.ceil(len(samples) / nrow))
     fig, ax = plt.subplots(figsize=(nrow * 0.6, rows * 0.6 + 0.4))
-    ax.imshow(grid, cmap="gray", vmin=0, vmax=255)
+    ax.imshow(grid.permute(1, 2, 0).numpy())  # make_grid gives 3 channels, grey stays grey
     ax.set_title(title)
     ax.axis("off")
     return save(fig, fname)
 
 
+# Units of each column: the assignment's reconstruction term is a squared error, not nats.
+UNITS = {"-ELBO": "squared error + nats", "reconstruction": "squared error, sum of 1024 pixels",
+         "KL": "nats"}
+
+
+def y_top(train_column: np.ndarray, test_column: np.ndarray) -> float:
+    """Where a curve's y-axis is cut: 1.1 x max(99th pct. of minibatches, test after epoch 0)."""
+    return 1.1 * max(np.percentile(train_column, 99), test_column[1:].max())
+
+
 def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, title: str,
                            fname: str | Path | None = None) -> Figure:
-    """Train curves per minibatch and test curves per epoch, columns [-ELBO, recon, KL]."""
+    """Train curves per minibatch and test curves per epoch, columns [-ELBO, recon, KL].
+
+    Stacked so the figure prints at full page width. Values above the cut (the first Adam
+    steps, the untrained model) are marked by triangles on the top edge.
+    """
     train_losses, test_losses = np.asarray(train_losses), np.asarray(test_losses)
     epochs = len(test_losses) - 1
     x_train = np.linspace(0, epochs, len(train_losses))
     x_test = np.arange(epochs + 1)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = plt.subplots(3, 1, figsize=(8, 8.5), sharex=True)
     for i, (ax, name) in enumerate(zip(axes, LOSS_NAMES, strict=True)):
-        ax.plot(x_train, train_losses[:, i], lw=0.6, alpha=0.7, label=f"train {name} (minibatch)")
-        ax.plot(x_test, test_losses[:, i], "o-", ms=3, label=f"test {name} (whole set)")
-        ax.set_xlabel("epoch")
-        ax.set_title(name)
+        ax.plot(x_train, train_losses[:, i], lw=0.6, alpha=0.7, label="train (per minibatch)")
+        ax.plot(x_test, test_losses[:, i], "o-", ms=3, label="test (whole set)")
+        ax.set_title(name, loc="left")
+        ax.set_ylabel(UNITS[name])
         if len(train_losses) and epochs:  # the first steps are ~10x larger; show the tail
-            top = max(np.percentile(train_losses[:, i], 99), test_losses[1:, i].max())
-            ax.set_ylim(0, top * 1.1)
-        ax.legend(fontsize=8)
+            top = y_top(train_losses[:, i], test_losses[:, i])
+            above = train_losses[:, i] > top
+            ax.set_ylim(0, top)
+            ax.plot(x_train[above], np.full(above.sum(), top), "v", ms=4, color="C3",
+                    clip_on=False, label="cut off (value above the axis)")
+            ax.text(0.99, 0.97, f"cut at {top:.1f} = 1.1 × max(99th percentile of minibatches, "
+                    f"max test after epoch 0)\n{above.sum()} minibatches above, largest "
+                    f"{train_losses[:, i].max():,.0f}; test at epoch 0: {test_losses[0, i]:,.1f}",
+                    transform=ax.transAxes, ha="right", va="top", fontsize=8)
+        ax.legend(fontsize=8, loc="center right")
+    axes[-1].set_xlabel("epoch")
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, fname)
 
 
+def plot_scale_comparison(runs: dict[str, dict], fname: str | Path | None = None) -> Figure:
+    """Test -ELBO and KL per epoch, and the first epoch's minibatch -ELBO and KL, per run.
+
+    ``runs`` maps a label to a history ``{"train": (steps, 3), "test": (epochs + 1, 3)}``.
+    """
+    fig, axes = plt.subplots(2, 2, figsize=(9, 7))
+    for label, history in runs.items():
+        train, test = np.asarray(history["train"]), np.asarray(history["test"])
+        steps = len(train) // (len(test) - 1)  # minibatches per epoch
+        for col, i in enumerate((0, 2)):
+            axes[0, col].plot(np.arange(1, len(test)), test[1:, i], "o-", ms=3, label=label)
+            axes[1, col].plot(np.arange(1, steps + 1), train[:steps, i], lw=0.7, label=label)
+    for col, name in enumerate(("-ELBO", "KL")):
+        axes[0, col].set_title(f"test {name} after each epoch")
+        axes[0, col].set_xlabel("epoch")
+        axes[1, col].set_title(f"epoch 1: minibatch {name} (log scale)")
+        axes[1, col].set_xlabel("Adam step")
+        axes[1, col].set_yscale("log")
+        for ax in axes[:, col]:
+            ax.set_ylabel(UNITS[name])
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, fname)
+
+
 def draw_made(made: MADE, fname: str | Path | None = None) -> Figure:
-    """MADE's units labelled with degrees m(k) and only the connections its masks keep."""
-    layers = [d.tolist() for d in made.degrees] + [list(range(1, made.D + 1))]
-    names = ["input x"] + [f"hidden {i}" for i in range(1, len(made.degrees))] + ["output"]
+    """MADE's units labelled with their degrees (inputs also x_1..x_n), and only the connections
+    its masks keep, coloured by the degree of their source unit (with a legend)."""
+    layers = [d.tolist() for d in made.degrees] + [list(range(1, made.n + 1))]
+    names = ["input"] + [f"hidden {i}" for i in range(1, len(made.degrees))] + ["output"]
     width = max(len(layer) for layer in layers)
     gap = 1.5  # horizontal distance between units, room for the output labels
     pos = [[(gap * ((width - len(layer)) / 2 + k), len(layers) - 1 - j)
             for k in range(len(layer))] for j, layer in enumerate(layers)]
     fig, ax = plt.subplots(figsize=(1.3 * width + 2, 1.5 * len(layers)))
-    colours = plt.cm.tab10(np.arange(made.D))
+    colours = plt.cm.tab10(np.arange(made.n))
+    source_degrees = set()  # degrees that have an outgoing edge, for the legend
     for j, mask in enumerate(made.masks):
         for out_k, in_k in zip(*np.nonzero(mask.numpy()), strict=True):
             (x0, y0), (x1, y1) = pos[j][in_k], pos[j + 1][out_k]
             ax.plot([x0, x1], [y0, y1], color=colours[layers[j][in_k] - 1], lw=1, alpha=0.6)
+            source_degrees.add(layers[j][in_k])
     for j, layer in enumerate(layers):
         for k, m in enumerate(layer):
             x, y = pos[j][k]
             ax.scatter([x], [y], s=650, color="white", edgecolor="black", zorder=3)
             ax.text(x, y, str(m), ha="center", va="center", fontsize=11, zorder=4)
+            if j == 0:  # inputs: the variable each one is (input x_d has degree d)
+                ax.text(x, y + 0.3, f"$x_{m}$", ha="center", va="bottom", fontsize=12)
             if j == len(layers) - 1:  # outputs: the conditional each one parameterises
                 cond = f"$p(x_{m})$" if m == 1 else f"$p(x_{m} \\mid x_{{<{m}}})$"
                 ax.text(x, y - 0.32, cond, ha="center", va="top", fontsize=10)
         ax.text(-1.3, pos[j][0][1], names[j], ha="right", va="center", fontsize=10)
-    ax.set_title(f"MADE, D = {made.D}: unit labels are degrees m(k); an edge exists only "
-                 "where the mask is 1\n(edges coloured by the degree of their source unit)")
+    ax.set_title(f"MADE with n = {made.n} inputs: the number in each unit is its degree; "
+                 "an edge exists only where the mask is 1", fontsize=11)
+    handles = [plt.Line2D([], [], color=colours[m - 1], lw=2) for m in sorted(source_degrees)]
+    ax.legend(handles, [f"from a unit of degree {m}" for m in sorted(source_degrees)],
+              loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize=10,
+              frameon=False, title="edge colour (degree of the edge's source unit)",
+              title_fontsize=10)
     ax.set_xlim(-3.2, gap * width)
-    ax.set_ylim(-0.8, len(layers) - 0.6)
+    ax.set_ylim(-0.8, len(layers) - 0.25)
     ax.axis("off")
     return save(fig, fname)
 
@@ -133,15 +191,15 @@ def plot_flow_density(samples: np.ndarray, grid: tuple[np.ndarray, np.ndarray, n
     return save(fig, fname)
 
 
-def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray,
+def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarray,
                       fname: str | Path | None = None) -> Figure:
-    """Test-set encoder means projected to 2-D, coloured by digit."""
+    """Test-set encoder means projected to 2-D, coloured by digit; axes say their variance share."""
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6)
     ax.legend(*sc.legend_elements(), title="digit", fontsize=8, markerscale=1.5,
               loc="center left", bbox_to_anchor=(1, 0.5))
-    ax.set_xlabel("principal component 1")
-    ax.set_ylabel("principal component 2")
+    ax.set_xlabel(f"principal component 1 ({explained[0]:.0%} of the variance)")
+    ax.set_ylabel(f"principal component 2 ({explained[1]:.0%} of the variance)")
     ax.set_title("Test-set latent means mu(x), first two principal components")
     return save(fig, fname)
 
@@ -149,7 +207,7 @@ def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray,
 def plot_active_units(kl_per_dim: np.ndarray, activity: np.ndarray, threshold: float = 0.01,
                       fname: str | Path | None = None) -> Figure:
     """Mean KL per latent dimension, and the activity Cov_x(E_q[z_u]) against its threshold."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.5))
     dims = np.arange(1, len(kl_per_dim) + 1)
     axes[0].bar(dims, kl_per_dim)
     axes[0].set_title("mean KL per latent dimension (nats)")

@@ -24,9 +24,11 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.data import MNIST, REPO_ROOT, batches, load_mnist
-from helpers.vae import LOSS_NAMES, VAE, check_images, exact_neg_elbo, losses
+from helpers.vae import LOSS_NAMES, SCALES, VAE, check_images, exact_neg_elbo, losses
 
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
+# Histories (no weights) of the runs the notebook compares with the shipped model.
+COMPARISON = CHECKPOINT_DIR / "scale-comparison.pt"
 EVAL_BATCH = 500
 
 
@@ -39,10 +41,17 @@ class Config:
     lr: float = 1e-3
     latent_dim: int = 16
     seed: int = 0
+    scale: str = "log_sigma"  # the encoder outputs log sigma ("logvar": log sigma^2)
 
     def tag(self) -> str:
-        """A file-name-safe summary, e.g. ``z16-b128-lr0.001-e20-s0``."""
-        return f"z{self.latent_dim}-b{self.batch_size}-lr{self.lr:g}-e{self.epochs}-s{self.seed}"
+        """A file-name-safe summary, e.g. ``z16-b128-lr0.001-e20-s0-log_sigma``."""
+        return (f"z{self.latent_dim}-b{self.batch_size}-lr{self.lr:g}-e{self.epochs}"
+                f"-s{self.seed}-{self.scale}")
+
+    @classmethod
+    def from_stored(cls, stored: dict) -> Config:
+        """The config a checkpoint records; those saved before ``scale`` existed used logvar."""
+        return cls(**{"scale": "logvar", **stored})
 
 
 def checkpoint_path(config: Config) -> Path:
@@ -144,7 +153,7 @@ def load_checkpoint(path: Path, config: Config | None = None, *,
         raise CheckpointError(f"{path} lacks {sorted(missing)}: it is not a helpers.train "
                               "checkpoint. Retrain with `python -m helpers.train`.")
     if config is not None:
-        stored = Config(**state["config"])
+        stored = Config.from_stored(state["config"])
         keys = [f.name for f in dataclasses.fields(Config)
                 if not (allow_more_epochs and f.name == "epochs")]
         diff = {k: (getattr(stored, k), getattr(config, k)) for k in keys
@@ -159,7 +168,8 @@ def load_checkpoint(path: Path, config: Config | None = None, *,
 
 def model_from_state(state: dict, device: torch.device | str = "cpu") -> VAE:
     """Rebuild the VAE from a checkpoint; a shape mismatch is a clear CheckpointError."""
-    model = VAE(latent_dim=state["config"]["latent_dim"])
+    config = Config.from_stored(state["config"])
+    model = VAE(latent_dim=config.latent_dim, scale=config.scale)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
@@ -202,7 +212,7 @@ def train(config: Config = Config(), *, out: Path | None = None, data: MNIST | N
 
     torch.manual_seed(config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
-    model = prepare_model(VAE(config.latent_dim).to(device), fast)
+    model = prepare_model(VAE(config.latent_dim, scale=config.scale).to(device), fast)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if resume and out.exists():
         state = load_checkpoint(out, config, allow_more_epochs=True)  # returned if nothing to do
@@ -287,7 +297,11 @@ def final_test(state: dict) -> dict[str, float]:
 
 def load_or_train(config: Config = Config(), *, retrain: bool = False,
                   **kwargs) -> tuple[VAE, dict]:
-    """Load the checkpoint for ``config`` if one exists (and matches), else train one."""
+    """Load the checkpoint for ``config`` if one exists (and matches), else train one.
+
+    The model always comes back on the CPU, in eval mode, where ``load_mnist`` puts the data:
+    training may use a GPU, and everything after it then runs the same way.
+    """
     path = checkpoint_path(config)
     if path.exists() and not retrain:
         state = load_checkpoint(path, config)
@@ -296,7 +310,43 @@ def load_or_train(config: Config = Config(), *, retrain: bool = False,
                                   f"{config.epochs} epochs: resume it with "
                                   "`python -m helpers.train --resume`, or retrain.")
         return model_from_state(state), state
-    return train(config, out=path, **kwargs)
+    model, state = train(config, out=path, **kwargs)
+    return _to_cpu(model), state
+
+
+def _to_cpu(model: VAE) -> VAE:
+    """The trained model on the CPU in the default memory layout, as ``model_from_state`` gives."""
+    return model.cpu().to(memory_format=torch.contiguous_format).eval()
+
+
+# ---------------------------------------------------------------------------- histories
+
+
+HISTORY_KEYS = ("history", "config", "meta")
+
+
+def save_histories(runs: dict[str, dict], path: Path) -> None:
+    """Write the history, config and meta of named runs (no weights): small enough to ship."""
+    save_checkpoint(path, {name: {k: state[k] for k in HISTORY_KEYS}
+                           for name, state in runs.items()})
+
+
+def load_histories(path: Path) -> dict[str, dict]:
+    """Load a file of named run histories ``{name: {history, config, meta}}`` (weights_only)."""
+    path = Path(path)
+    try:
+        runs = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"no history file at {path}: it ships with the repository; "
+                              f"restore it with `git checkout -- {path}`.") from None
+    except Exception as e:
+        raise CheckpointError(f"{path} is damaged or not a history file ({type(e).__name__}: "
+                              f"{e}). Restore it with `git checkout -- {path}`.") from e
+    bad = [name for name, run in (runs.items() if isinstance(runs, dict) else [("?", None)])
+           if not isinstance(run, dict) or set(HISTORY_KEYS) - set(run)]
+    if bad:
+        raise CheckpointError(f"{path} is not a file of run histories (bad entries: {bad}).")
+    return runs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -308,12 +358,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--latent-dim", type=int, default=defaults.latent_dim)
+    p.add_argument("--scale", choices=SCALES, default=defaults.scale,
+                   help="read the encoder's second half as log sigma (default) or log sigma^2")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--out", type=Path, help="checkpoint path (default: checkpoints/vae-<cfg>.pt)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")
     p.add_argument("--plain", action="store_true", help="no channels_last (for comparison)")
     args = p.parse_args(argv)
-    config = Config(args.epochs, args.batch_size, args.lr, args.latent_dim, args.seed)
+    config = Config(args.epochs, args.batch_size, args.lr, args.latent_dim, args.seed, args.scale)
     out = args.out or checkpoint_path(config)
     if out.exists() and not args.resume:
         sys.exit(f"{out} exists: pass --resume to continue it, or --out for a new file.")

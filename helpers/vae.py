@@ -1,8 +1,12 @@
 """The convolutional VAE of question 4 and its objective.
 
-Notation follows the assignment and ``derivations.md``: the encoder gives ``mu`` and ``logvar``
-(log sigma^2) of q(z|x) = N(z; mu(x), diag(sigma^2(x))); ``z`` is a reparameterised sample; the
+Notation follows the assignment and ``derivations.md``: the encoder gives ``mu`` and ``log_sigma``
+(log sigma) of q(z|x) = N(z; mu(x), diag(sigma^2(x))); ``z`` is a reparameterised sample; the
 decoder gives ``x_hat`` = mu(z), the mean of p(x|z) = N(x; mu(z), I); the prior is N(0, I).
+
+The encoder's second half is read as log sigma (the course's reference convention). Read as
+log sigma^2 instead (``scale="logvar"``, kept for the comparison in the notebook), seed 0 stalls
+in the first epoch and ends 3 nats worse after 20 epochs; see the Q4 notes in ``derivations.md``.
 
 Adaptations MNIST forces (everything else is the assignment's, layer for layer):
 * one channel: the first conv is 1->32 and the last conv 32->1 (the assignment's are RGB);
@@ -11,7 +15,9 @@ Adaptations MNIST forces (everything else is the assignment's, layer for layer):
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -22,6 +28,25 @@ LATENT_DIM = 16
 IMAGE_SHAPE = (1, 32, 32)
 D = math.prod(IMAGE_SHAPE)  # pixels per image: the dimension of x
 LOSS_NAMES = ("-ELBO", "reconstruction", "KL")  # the order of ``losses`` and of every history
+SCALES = ("log_sigma", "logvar")  # how the encoder's second half is read: log sigma or log sigma^2
+
+
+def single_threaded(fn: Callable) -> Callable:
+    """Run ``fn`` on one CPU thread, so its float rounding cannot depend on the thread count.
+
+    How a kernel splits a reduction over threads changes the last bits of the result, and a last
+    bit can flip a pixel's rounding to uint8. The figures are made from these functions, so they
+    come out byte-identical on every run. (The calls are small: one thread costs little.)
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+    return wrapper
 
 
 class VAE(nn.Module):
@@ -30,9 +55,13 @@ class VAE(nn.Module):
     ReLUs work in place: the same function, one activation buffer less per layer.
     """
 
-    def __init__(self, latent_dim: int = LATENT_DIM, channels: int = 1) -> None:
+    def __init__(self, latent_dim: int = LATENT_DIM, channels: int = 1,
+                 scale: str = "log_sigma") -> None:
         super().__init__()
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}.")
         self.latent_dim = latent_dim
+        self.scale = scale
         self.encoder = nn.Sequential(
             nn.Conv2d(channels, 32, 3, 1, 1), nn.ReLU(inplace=True),
             nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(inplace=True),  # 16 x 16
@@ -51,33 +80,36 @@ class VAE(nn.Module):
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``mu`` and ``logvar`` of q(z|x), each (B, latent_dim)."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar
+        """Return ``mu`` and ``log_sigma`` of q(z|x), each (B, latent_dim)."""
+        mu, s = self.encoder(x).chunk(2, dim=1)
+        return mu, (s if self.scale == "log_sigma" else 0.5 * s)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Return ``x_hat`` = mu(z), the mean of p(x|z), shape (B, 1, 32, 32)."""
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Encode, draw ``z = mu + sigma * eps`` (reparameterised), decode: x_hat, mu, logvar, z."""
-        mu, logvar = self.encode(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        return self.decode(z), mu, logvar, z
+        """Encode, sample ``z = mu + sigma * eps``, decode: (x_hat, mu, log_sigma, z)."""
+        mu, log_sigma = self.encode(x)
+        z = mu + log_sigma.exp() * torch.randn_like(mu)
+        return self.decode(z), mu, log_sigma, z
 
     @torch.no_grad()
+    @single_threaded
     def sample(self, n: int) -> torch.Tensor:
         """Decoder means for n draws z ~ N(0, I) (no decoder noise), shape (n, 1, 32, 32)."""
-        z = torch.randn(n, self.latent_dim, device=self._device())
+        z = torch.randn(n, self.latent_dim, device=self.device)
         return self.decode(z)
 
     @torch.no_grad()
+    @single_threaded
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Decode the encoder mean of each image of ``x``."""
+        """Decode the encoder mean of each image of ``x`` (on the model's device)."""
         check_images(x)
-        return self.decode(self.encode(x)[0])
+        return self.decode(self.encode(x.to(self.device))[0])
 
     @torch.no_grad()
+    @single_threaded
     def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
         """Decode ``steps`` points on the line between encoder means, endpoints included.
 
@@ -87,12 +119,13 @@ class VAE(nn.Module):
         check_images(x_b)
         if x_a.shape != x_b.shape:
             raise ValueError(f"x_a {tuple(x_a.shape)} and x_b {tuple(x_b.shape)} must match.")
-        mu_a, mu_b = self.encode(x_a)[0], self.encode(x_b)[0]
+        mu_a, mu_b = (self.encode(x.to(self.device))[0] for x in (x_a, x_b))
         t = torch.linspace(0, 1, steps, device=mu_a.device).view(1, steps, 1)
         z = (1 - t) * mu_a.unsqueeze(1) + t * mu_b.unsqueeze(1)
         return self.decode(z.flatten(0, 1)).unflatten(0, (x_a.shape[0], steps))
 
-    def _device(self) -> torch.device:
+    @property
+    def device(self) -> torch.device:
         """The device the parameters live on."""
         return next(self.parameters()).device
 
@@ -122,9 +155,9 @@ def losses(model: VAE, x: torch.Tensor) -> torch.Tensor:
     This is the assignment's objective: reconstruction is ||x - mu(z)||^2, which is
     2 * (-log N(x; mu(z), I)) - D log(2 pi). See ``exact_neg_elbo`` for the Gaussian's value.
     """
-    x_hat, mu, logvar, _ = model(x)
+    x_hat, mu, log_sigma, _ = model(x)
     recon = reconstruction_loss(x_hat, x).mean()
-    kl = gaussian_kl(mu, logvar).mean()  # question 2's closed form
+    kl = gaussian_kl(mu, logvar(log_sigma)).mean()  # question 2's closed form
     return torch.stack([recon + kl, recon, kl])
 
 
@@ -136,6 +169,11 @@ def exact_neg_elbo(recon: float | torch.Tensor, kl: float | torch.Tensor) -> flo
     probability: it can be negative and is comparable only on this scaling).
     """
     return 0.5 * recon + 0.5 * D * math.log(2 * math.pi) + kl
+
+
+def logvar(log_sigma: torch.Tensor) -> torch.Tensor:
+    """log sigma^2 = 2 log sigma: question 2's formula is written in sigma^2."""
+    return 2 * log_sigma
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -1,4 +1,8 @@
-"""The latent-interpolation explorer: pick a pair of test images, slide along the latent line."""
+"""The latent-interpolation explorer: pick a pair of test images, slide along the latent line.
+
+Displayed in a notebook, the explorer carries a PNG of its current frame beside the live widget,
+so a PDF, an HTML export or a static viewer shows the frame where Jupyter shows the controls.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import io
 import ipywidgets as widgets
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
 from helpers.plots import to_uint8
@@ -63,7 +68,28 @@ class InterpolationExplorer:
         t = self.t.value / self.t.max
         self.label.value = f"z = {1 - t:.2f} * mu(x_a) + {t:.2f} * mu(x_b)"
 
+    def frame_png(self) -> bytes:
+        """The current state as one static PNG: the two end images, the decoded frame, the label."""
+        fig = Figure(figsize=(6.4, 2.5), dpi=100)
+        tiles = [(self.ends.children[0].value, f"image a (test #{self.a.value})"),
+                 (self.image.value, f"decoded, step {self.t.value} of {self.t.max}"),
+                 (self.ends.children[1].value, f"image b (test #{self.b.value})")]
+        for i, (png, title) in enumerate(tiles):
+            ax = fig.add_subplot(1, 3, i + 1)
+            ax.imshow(Image.open(io.BytesIO(png)), cmap="gray", vmin=0, vmax=255)
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        fig.suptitle(f"Interpolation explorer, static view: {self.label.value}", fontsize=10)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
+        return buf.getvalue()
 
-def interpolation_widget(model: VAE, test_x: torch.Tensor, **kwargs) -> widgets.VBox:
-    """The explorer's widget, ready to display in a notebook."""
-    return InterpolationExplorer(model, test_x, **kwargs).box
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """The live widget for Jupyter, and the current frame as PNG for static views."""
+        bundle = self.box._repr_mimebundle_(**kwargs)
+        return {**bundle, "image/png": self.frame_png()}
+
+
+def interpolation_widget(model: VAE, test_x: torch.Tensor, **kwargs) -> InterpolationExplorer:
+    """The explorer, ready to display in a notebook (its controls are ``.box``)."""
+    return InterpolationExplorer(model, test_x, **kwargs)

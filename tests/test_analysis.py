@@ -24,17 +24,26 @@ def test_iwae_bound_is_above_the_elbo_and_grows_with_k(mnist):
     assert iw.mean() > elbo.mean()
 
 
+def test_iwae_runs_on_the_models_device(mnist):
+    # "meta" stands in for a GPU: noise drawn on the CPU by mistake could not meet the model's.
+    model = VAE().to("meta").eval()
+    iw, elbo = analysis.iwae_log_likelihood(model, mnist.test_x[:6], k=3, chunk=4)
+    assert iw.device.type == elbo.device.type == "meta" and iw.shape == (6,)
+    mu, log_sigma = analysis.latent_means(model, mnist.test_x[:6], batch_size=4)
+    assert mu.device.type == "meta" and log_sigma.shape == (6, 16)
+
+
 def test_log_normal_matches_torch_distributions():
-    x, m, lv = torch.randn(5, 3), torch.randn(5, 3), torch.randn(5, 3)
-    expected = torch.distributions.Normal(m, (0.5 * lv).exp()).log_prob(x).sum(-1)
-    assert torch.allclose(analysis.log_normal(x, m, lv), expected, atol=1e-5)
+    x, m, log_sigma = torch.randn(5, 3), torch.randn(5, 3), torch.randn(5, 3)
+    expected = torch.distributions.Normal(m, log_sigma.exp()).log_prob(x).sum(-1)
+    assert torch.allclose(analysis.log_normal(x, m, log_sigma), expected, atol=1e-5)
 
 
 def test_active_units_counts_dimensions_that_vary():
     mu = torch.zeros(1000, 4)
     mu[:, 0] = torch.randn(1000)  # only dimension 0 varies with x
-    logvar = torch.zeros(1000, 4)
-    kl_per_dim, activity, n = analysis.active_units(mu, logvar)
+    log_sigma = torch.zeros(1000, 4)
+    kl_per_dim, activity, n = analysis.active_units(mu, log_sigma)
     assert n == 1
     assert kl_per_dim[1:].abs().max() == 0
     assert kl_per_dim[0].item() == pytest.approx(0.5 * (mu[:, 0] ** 2).mean().item(), rel=1e-5)
@@ -45,7 +54,27 @@ def test_pca_keeps_the_largest_variance_direction():
     torch.manual_seed(0)
     direction = torch.tensor([3.0, 4.0, 0.0]) / 5
     mu = torch.randn(2000, 1) * 5 * direction + 0.1 * torch.randn(2000, 3)
-    projected = analysis.pca_2d(mu)
+    projected, explained = analysis.pca_2d(mu)
     assert projected.shape == (2000, 2)
     assert projected[:, 0].var() > 20 * projected[:, 1].var()
     assert math.isclose(projected.mean().item(), 0.0, abs_tol=1e-4)
+    total = mu.var(0).sum()
+    assert explained[0].item() == pytest.approx((projected[:, 0].var() / total).item(), rel=1e-4)
+    assert explained[0] > 0.9 and explained.sum() <= 1
+
+
+def test_pca_does_not_depend_on_the_sign_or_order_of_rows():
+    torch.manual_seed(1)
+    mu = torch.randn(500, 6) @ torch.randn(6, 6)
+    a, _ = analysis.pca_2d(mu)
+    b, _ = analysis.pca_2d(mu.flip(0))
+    assert torch.allclose(a.flip(0), b, atol=1e-5)  # same components, same signs
+
+
+def test_aggregate_variance_is_the_mixtures_variance():
+    torch.manual_seed(2)
+    mu, log_sigma = torch.randn(4000, 3) * 0.5, torch.full((4000, 3), math.log(0.6))
+    z = mu + log_sigma.exp() * torch.randn(4000, 3)  # one draw from each q(z|x)
+    expected = torch.full((3,), 0.25 + 0.36)
+    assert torch.allclose(analysis.aggregate_variance(mu, log_sigma), expected, atol=0.05)
+    assert torch.allclose(z.var(0), expected, atol=0.05)

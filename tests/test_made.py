@@ -10,23 +10,23 @@ import torch
 from helpers.made import MADE, all_binary_vectors, input_jacobian, made_degrees, made_masks
 
 
-@pytest.mark.parametrize("D, hidden", [(4, (5, 5)), (4, (6,)), (5, (8, 8, 8)), (3, (4, 4))])
-def test_jacobian_is_strictly_lower_triangular(D, hidden):
-    model = MADE(D, hidden, seed=1)
+@pytest.mark.parametrize("n, hidden", [(4, (5, 5)), (4, (6,)), (5, (8, 8, 8)), (3, (4, 4))])
+def test_jacobian_is_strictly_lower_triangular(n, hidden):
+    model = MADE(n, hidden, seed=1)
     for _ in range(30):
-        J = input_jacobian(model, torch.rand(D) * 4 - 2)
+        J = input_jacobian(model, torch.rand(n) * 4 - 2)
         assert torch.all(J.triu() == 0)  # output d never sees x_d or later inputs
-    paths = torch.eye(D)
+    paths = torch.eye(n)
     for mask in model.masks:
         paths = mask @ paths
-    assert torch.equal(paths > 0, torch.ones(D, D).tril(-1).bool())  # but can see every x_<d
+    assert torch.equal(paths > 0, torch.ones(n, n).tril(-1).bool())  # but can see every x_<d
 
 
-@pytest.mark.parametrize("D, hidden", [(4, (5, 5)), (5, (7,)), (6, (10, 10))])
-def test_probabilities_of_all_binary_vectors_sum_to_one(D, hidden):
-    model = MADE(D, hidden, seed=2)
-    x = all_binary_vectors(D)
-    assert x.shape == (2**D, D)
+@pytest.mark.parametrize("n, hidden", [(4, (5, 5)), (5, (7,)), (6, (10, 10))])
+def test_probabilities_of_all_binary_vectors_sum_to_one(n, hidden):
+    model = MADE(n, hidden, seed=2)
+    x = all_binary_vectors(n)
+    assert x.shape == (2**n, n)
     assert model.log_prob(x).exp().sum().item() == pytest.approx(1.0, abs=1e-5)
 
 
@@ -48,7 +48,8 @@ def test_mask_rule_from_degrees():
 
 
 def test_masks_are_applied_in_the_forward_pass():
-    model = MADE(4, (5, 5))
+    model = MADE(n=4, hidden=(5, 5))  # the notebook's call
+    assert model.n == 4
     for layer in model.net:
         if hasattr(layer, "mask"):
             layer.weight.data.fill_(1.0)  # even with all-ones weights, masks cut connections
@@ -57,5 +58,5 @@ def test_masks_are_applied_in_the_forward_pass():
 
 
 def test_made_needs_two_inputs():
-    with pytest.raises(ValueError, match="D >= 2"):
+    with pytest.raises(ValueError, match="n >= 2"):
         MADE(1, (3,))

@@ -174,3 +174,59 @@ def test_resuming_a_finished_run_returns_it_unchanged(small, tmp_path):
 def test_zero_epochs_is_refused(small, tmp_path):
     with pytest.raises(ValueError, match="at least 1"):
         _train(small, tmp_path, epochs=0)
+
+
+def test_a_checkpoint_of_the_other_parametrization_is_refused(small, tmp_path):
+    _train(small, tmp_path)  # the default: the encoder outputs log sigma
+    with pytest.raises(CheckpointError, match="scale: checkpoint 'log_sigma' vs requested 'logvar'"):
+        load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=1, scale="logvar"))
+
+
+def test_a_checkpoint_saved_before_scale_existed_reads_as_logvar(small, tmp_path):
+    _, state = train.train(Config(epochs=1, scale="logvar"), out=tmp_path / "old.pt", data=small,
+                           device="cpu", progress=False)
+    del state["config"]["scale"]  # as the first shipped checkpoint was written
+    train.save_checkpoint(tmp_path / "old.pt", state)
+    with pytest.raises(CheckpointError, match="scale: checkpoint 'logvar'"):
+        load_checkpoint(tmp_path / "old.pt", Config(epochs=1))
+    loaded = load_checkpoint(tmp_path / "old.pt", Config(epochs=1, scale="logvar"))
+    assert train.model_from_state(loaded).scale == "logvar"
+
+
+def test_the_tag_names_the_parametrization():
+    assert Config().tag() == "z16-b128-lr0.001-e20-s0-log_sigma"
+    assert Config(scale="logvar").tag().endswith("-logvar")
+
+
+def test_histories_round_trip_without_weights(small, tmp_path):
+    _, state = _train(small, tmp_path)
+    train.save_histories({"run": state}, tmp_path / "h.pt")
+    runs = train.load_histories(tmp_path / "h.pt")
+    assert set(runs) == {"run"} and set(runs["run"]) == {"history", "config", "meta"}
+    assert torch.equal(runs["run"]["history"]["train"], state["history"]["train"])
+    assert (tmp_path / "h.pt").stat().st_size < (tmp_path / "ckpt.pt").stat().st_size / 10
+
+
+@pytest.mark.parametrize("content", [b"not a torch file", None])
+def test_a_bad_history_file_is_an_error(tmp_path, content):
+    path = tmp_path / "h.pt"
+    if content is None:
+        torch.save({"run": {"history": {}}}, path)  # a dict, but not of whole runs
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="history"):
+        train.load_histories(path)
+
+
+def test_the_shipped_histories_load():
+    runs = train.load_histories(train.COMPARISON)
+    logvar = runs["logvar, seed 0"]
+    assert Config.from_stored(logvar["config"]) == Config(scale="logvar")
+    assert logvar["history"]["test"].shape == (21, 3)
+
+
+def test_load_or_train_hands_back_a_cpu_model_in_eval_mode(small, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "CHECKPOINT_DIR", tmp_path)
+    model, _ = train.load_or_train(Config(epochs=1), data=small, device="cpu", progress=False)
+    assert model.device.type == "cpu" and not model.training
+    assert model.encoder[0].weight.is_contiguous()  # the layout a loaded checkpoint has

@@ -28,11 +28,44 @@ def test_shapes_through_the_whole_model(model):
         if isinstance(layer, torch.nn.Conv2d):
             encoder_sides.append(h.shape[-1])
     assert encoder_sides == [32, 16, 8, 4]
-    mu, logvar = model.encode(x)
-    assert mu.shape == logvar.shape == (5, 16)
-    x_hat, mu2, logvar2, z = model(x)
+    mu, log_sigma = model.encode(x)
+    assert mu.shape == log_sigma.shape == (5, 16)
+    x_hat, mu2, log_sigma2, z = model(x)
     assert x_hat.shape == x.shape and z.shape == (5, 16)
-    assert torch.equal(mu, mu2) and torch.equal(logvar, logvar2)
+    assert torch.equal(mu, mu2) and torch.equal(log_sigma, log_sigma2)
+
+
+def _fixed_encoder(scale: str, mu: torch.Tensor, s: torch.Tensor) -> VAE:
+    """A VAE whose encoder outputs the constant [mu, s] whatever the image."""
+    model = VAE(scale=scale).eval()
+    head = model.encoder[-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.cat([mu, s]))
+    return model
+
+
+@pytest.mark.parametrize("scale, sigma_of", [("log_sigma", torch.exp),
+                                             ("logvar", lambda s: torch.exp(s / 2))])
+def test_encoder_output_is_read_as_the_configured_scale(scale, sigma_of):
+    mu, s = torch.linspace(-1, 1, 16), torch.linspace(-2, 1, 16)
+    model = _fixed_encoder(scale, mu, s)
+    x = torch.zeros(4096, 1, 32, 32)
+    torch.manual_seed(3)
+    _, _, log_sigma, z = model(x)
+    torch.manual_seed(3)
+    eps = torch.randn(4096, 16)
+    assert torch.allclose(z, mu + sigma_of(s) * eps, atol=1e-5)  # z = mu + sigma * eps
+    assert torch.allclose(log_sigma[0], sigma_of(s).log(), atol=1e-6)
+    _, _, kl = vae.losses(model, x)
+    sigma2 = sigma_of(s) ** 2  # question 2's formula, written out in sigma^2
+    assert kl.item() == pytest.approx(0.5 * (sigma2 + mu**2 - sigma2.log() - 1).sum().item(),
+                                      rel=1e-5)
+
+
+def test_unknown_scale_is_refused():
+    with pytest.raises(ValueError, match="scale"):
+        VAE(scale="sigma")
 
 
 def test_architecture_is_the_assignments(model):
@@ -78,9 +111,9 @@ def test_losses_are_batch_means_and_neg_elbo_is_their_sum(model):
     torch.manual_seed(5)
     neg_elbo, recon, kl = vae.losses(model, x)
     torch.manual_seed(5)
-    x_hat, mu, logvar, _ = model(x)
+    x_hat, mu, log_sigma, _ = model(x)
     assert recon.item() == pytest.approx(((x - x_hat) ** 2).sum().item() / 8, rel=1e-5)
-    assert kl.item() == pytest.approx(gaussian_kl(mu, logvar).mean().item(), rel=1e-5)
+    assert kl.item() == pytest.approx(gaussian_kl(mu, 2 * log_sigma).mean().item(), rel=1e-5)
     assert neg_elbo.item() == pytest.approx(recon.item() + kl.item(), rel=1e-6)
 
 
@@ -122,6 +155,16 @@ def test_generation_api_shapes_and_endpoints(model):
 def test_bad_input_gives_clear_error(model, bad, match):
     with pytest.raises(ValueError, match=match):
         model.reconstruct(bad)
+
+
+def test_generation_runs_on_the_models_device():
+    # "meta" stands in for a GPU: any tensor made on the CPU by mistake fails to combine with it.
+    model = VAE().to("meta").eval()
+    x = torch.rand(3, 1, 32, 32) * 2 - 1  # data stays on the CPU, as load_mnist gives it
+    assert model.device.type == "meta"
+    assert model.sample(4).device.type == "meta"
+    assert model.reconstruct(x).device.type == "meta"
+    assert model.interpolate(x, x, steps=5).shape == (3, 5, 1, 32, 32)
 
 
 def test_interpolate_rejects_mismatched_pairs(model):

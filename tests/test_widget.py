@@ -49,6 +49,16 @@ def test_choosing_another_pair_redraws(explorer):
 
 
 def test_widget_box_holds_the_controls(mnist):
-    box = interpolation_widget(VAE().eval(), mnist.test_x[:12], a=1, b=2)
+    box = interpolation_widget(VAE().eval(), mnist.test_x[:12], a=1, b=2).box
     kinds = {type(w).__name__ for w in box.children}
     assert {"HBox", "IntSlider", "Image", "Label"} <= kinds
+
+
+def test_display_carries_the_live_widget_and_a_static_frame(explorer):
+    explorer.t.value = 3
+    bundle = explorer._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.box.model_id
+    frame = Image.open(io.BytesIO(bundle["image/png"]))
+    assert frame.width > 3 * 84  # the two end images and the decoded frame side by side
+    explorer.t.value = 7  # the static frame follows the widget's state
+    assert explorer._repr_mimebundle_()["image/png"] != bundle["image/png"]
