@@ -98,9 +98,9 @@ def plain(x_train: torch.Tensor, device: torch.device) -> Callable[[], None]:
             it = iter(loader)
             batch = next(it)
         x = batch[0].to(device)
-        x_hat, mu, logvar, _ = model(x)
+        x_hat, mu, log_sigma, _ = model(x)
         recon = ((x - x_hat) ** 2).flatten(1).sum(1).mean()
-        kl = (0.5 * (logvar.exp() + mu**2 - logvar - 1).sum(1)).mean()
+        kl = (0.5 * ((2 * log_sigma).exp() + mu**2 - 2 * log_sigma - 1).sum(1)).mean()
         loss = recon + kl
         opt.zero_grad()
         loss.backward()

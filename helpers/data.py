@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import struct
@@ -38,6 +39,7 @@ try:  # numpy 2 moved it; old pickles name numpy.core.multiarray
 except ImportError:  # numpy 1
     from numpy.core.multiarray import _reconstruct
 import torch.nn.functional as F
+from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = Path(os.environ.get("HW1_DATA", REPO_ROOT / "data"))
@@ -103,25 +105,16 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_idx(path: Path, magic: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Read one uncompressed IDX file, checking its header and exact length."""
-    raw = path.read_bytes()
-    ndim = len(shape)
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise MNISTError(f"{path} is truncated ({len(raw)} bytes): delete it and load again.")
-    got_magic, *dims = struct.unpack(f">{1 + ndim}I", raw[:header])
-    if got_magic != magic or tuple(dims) != shape:
-        raise MNISTError(
-            f"{path} has header magic={got_magic} dims={tuple(dims)}, expected magic={magic} "
-            f"dims={shape}: it is not the MNIST file it is named after. Delete it and load again."
-        )
-    if len(raw) != header + int(np.prod(shape)):
-        raise MNISTError(
-            f"{path} is {len(raw)} bytes, expected {header + int(np.prod(shape))}: it is truncated "
-            "or corrupted. Delete it and load again."
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+def read_idx(path: Path, shape: tuple[int, ...], digest: str) -> np.ndarray:
+    """Read one uncompressed IDX file with torchvision's reader, after checking size and SHA-256."""
+    expected = 4 + 4 * len(shape) + math.prod(shape)
+    if (size := path.stat().st_size) != expected:
+        raise MNISTError(f"{path} is {size} bytes, expected {expected}: it is truncated or "
+                         "corrupted. Delete it and load again.")
+    if sha256(path) != digest:  # the whole file, header included, is the official one
+        raise MNISTError(f"{path} fails its SHA-256 check: it is corrupted. Delete it and load "
+                         "again.")
+    return read_sn3_pascalvincent_tensor(str(path)).numpy()
 
 
 def write_idx(path: Path, magic: int, array: np.ndarray) -> None:
@@ -142,15 +135,11 @@ def check_counts(labels: np.ndarray, expected: tuple[int, ...], what: str) -> No
 def read_raw(raw: Path) -> dict[str, np.ndarray]:
     """Read and verify the four raw files of torchvision's MNIST layout."""
     arrays = {}
-    for name, (magic, shape, digest) in RAW_FILES.items():
+    for name, (_, shape, digest) in RAW_FILES.items():
         path = raw / name
         if not path.exists():
             raise FileNotFoundError(path)
-        arrays[name] = read_idx(path, magic, shape)
-        if sha256(path) != digest:
-            raise MNISTError(
-                f"{path} fails its SHA-256 check: it is corrupted. Delete it and load again."
-            )
+        arrays[name] = read_idx(path, shape, digest)
     for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
         if arrays[name].max() > 9:
             raise MNISTError(f"{raw / name} holds labels above 9: it is corrupted.")

