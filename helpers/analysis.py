@@ -8,7 +8,7 @@ import torch
 
 from helpers.data import batches
 from helpers.kl import gaussian_kl_terms
-from helpers.vae import VAE, D, logvar, single_threaded
+from helpers.vae import IMAGE_SHAPE, VAE, P, logvar, single_threaded
 
 
 @torch.no_grad()
@@ -44,13 +44,27 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, k: int = 100,
         mu, log_sigma = model.encode(xb)
         z = mu + log_sigma.exp() * torch.randn(k, *mu.shape, device=mu.device)  # (k, B, latent)
         x_hat = model.decode(z.flatten(0, 1)).unflatten(0, (k, xb.shape[0]))
-        log_px_z = -0.5 * (xb - x_hat).pow(2).flatten(2).sum(-1) - 0.5 * D * math.log(2 * math.pi)
+        log_px_z = -0.5 * (xb - x_hat).pow(2).flatten(2).sum(-1) - 0.5 * P * math.log(2 * math.pi)
         log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
         log_qz = log_normal(z, mu, log_sigma)
         log_w = log_px_z + log_pz - log_qz
         iw.append(torch.logsumexp(log_w, dim=0) - math.log(k))
         elbo.append(log_w.mean(0))  # same samples: Jensen makes iw >= elbo per image
     return torch.cat(iw), torch.cat(elbo)
+
+
+@torch.no_grad()
+def padding_split(model: VAE, x: torch.Tensor, batch_size: int = 500) -> tuple[float, float]:
+    """Mean squared error per image on the 28x28 digit and on its 2-pixel padding (one z each)."""
+    inner = torch.zeros(IMAGE_SHAPE, dtype=torch.bool, device=model.device)
+    inner[:, 2:-2, 2:-2] = True
+    total = torch.zeros(2, dtype=torch.float64, device=model.device)
+    for xb in batches(x, batch_size, shuffle=False):
+        xb = xb.to(model.device)
+        err = (xb - model(xb)[0]).pow(2)
+        total += torch.stack([err[:, inner].sum(), err[:, ~inner].sum()]).double()
+    digit, padding = (total / x.shape[0]).tolist()
+    return digit, padding
 
 
 def active_units(mu: torch.Tensor, log_sigma: torch.Tensor,

@@ -2,8 +2,9 @@
 
 Degrees m(.): input d has degree d (1..n); each hidden unit gets a degree in 1..n-1 (a unit of
 degree n could feed no output). A hidden unit may see a unit of the layer below only if
-m(below) <= m(hidden); output d may see a hidden unit only if m(hidden) < d. So output d depends on x_1..x_{d-1} alone, and the joint
-p(x) = prod_d p(x_d | x_<d) is a product of normalised Bernoulli conditionals.
+m(below) <= m(hidden); output d may see a hidden unit only if m(hidden) < d. So output d depends
+on x_1..x_{d-1} alone, and the joint p(x) = prod_d p(x_d | x_<d) is a product of normalised
+Bernoulli conditionals.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from helpers.kl import gaussian_kl
 
 LATENT_DIM = 16
 IMAGE_SHAPE = (1, 32, 32)
-D = math.prod(IMAGE_SHAPE)  # pixels per image: the dimension of x
+P = math.prod(IMAGE_SHAPE)  # pixels per image, the dimension of x (P in derivations.md)
 LOSS_NAMES = ("-ELBO", "reconstruction", "KL")  # the order of ``losses`` and of every history
 SCALES = ("log_sigma", "logvar")  # how the encoder's second half is read: log sigma or log sigma^2
 
@@ -153,7 +153,7 @@ def losses(model: VAE, x: torch.Tensor) -> torch.Tensor:
     """Batch means of [-ELBO, reconstruction, KL] with one reparameterised z per image.
 
     This is the assignment's objective: reconstruction is ||x - mu(z)||^2, which is
-    2 * (-log N(x; mu(z), I)) - D log(2 pi). See ``exact_neg_elbo`` for the Gaussian's value.
+    2 * (-log N(x; mu(z), I)) - P log(2 pi). See ``exact_neg_elbo`` for the Gaussian's value.
     """
     x_hat, mu, log_sigma, _ = model(x)
     recon = reconstruction_loss(x_hat, x).mean()
@@ -161,14 +161,15 @@ def losses(model: VAE, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([recon + kl, recon, kl])
 
 
-def exact_neg_elbo(recon: float | torch.Tensor, kl: float | torch.Tensor) -> float | torch.Tensor:
+def exact_neg_elbo(recon: float | torch.Tensor, kl: float | torch.Tensor,
+                   pixels: int = P) -> float | torch.Tensor:
     """The exact -ELBO in nats under p(x|z) = N(x; mu(z), I), from the assignment's two terms.
 
-    -log N(x; mu, I) = 1/2 ||x - mu||^2 + D/2 log(2 pi), so the exact value is
-    recon / 2 + D/2 log(2 pi) + KL, with D = 1024 pixels in [-1, 1] (a density, not a
+    -log N(x; mu, I) = 1/2 ||x - mu||^2 + P/2 log(2 pi), so the exact value is
+    recon / 2 + P/2 log(2 pi) + KL, with P = 1024 pixels in [-1, 1] (a density, not a
     probability: it can be negative and is comparable only on this scaling).
     """
-    return 0.5 * recon + 0.5 * D * math.log(2 * math.pi) + kl
+    return 0.5 * recon + 0.5 * pixels * math.log(2 * math.pi) + kl
 
 
 def logvar(log_sigma: torch.Tensor) -> torch.Tensor:

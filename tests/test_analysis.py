@@ -78,3 +78,16 @@ def test_aggregate_variance_is_the_mixtures_variance():
     expected = torch.full((3,), 0.25 + 0.36)
     assert torch.allclose(analysis.aggregate_variance(mu, log_sigma), expected, atol=0.05)
     assert torch.allclose(z.var(0), expected, atol=0.05)
+
+
+def test_padding_split_adds_up_to_the_reconstruction_term(mnist):
+    torch.manual_seed(0)
+    model = VAE().eval()
+    x = mnist.test_x[:40]
+    torch.manual_seed(4)
+    digit, padding = analysis.padding_split(model, x, batch_size=40)
+    torch.manual_seed(4)
+    x_hat = model(x)[0]  # the same sampled z
+    assert digit + padding == pytest.approx(((x - x_hat) ** 2).sum().item() / 40, rel=1e-5)
+    ring = (x - x_hat)[..., :, :2].pow(2).sum() + (x - x_hat)[..., :, -2:].pow(2).sum()
+    assert padding > ring.item() / 40  # the ring also has top and bottom rows

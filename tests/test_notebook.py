@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = {"made.png", "flow_density.png", "vae_training_curves.png", "vae_samples.png",
            "vae_reconstructions.png", "vae_interpolations.png", "vae_active_units.png",
-           "vae_latent_pca.png"}
+           "vae_latent_pca.png", "vae_scale_comparison.png"}
 BLOCK = re.compile(r"(<!-- answer:([\w-]+) -->.*?<!-- end answer -->)", re.S)
 
 
@@ -59,10 +59,16 @@ def test_every_saved_figure_is_committed(notebook):
         assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
 def test_every_figure_is_displayed_inline(notebook):
-    images = sum("image/png" in o.get("data", {}) for c in notebook["cells"]
-                 if c["cell_type"] == "code" for o in c["outputs"])
-    assert images == len(FIGURES)  # each figure shown once
+    outputs = [o.get("data", {}) for c in notebook["cells"] if c["cell_type"] == "code"
+               for o in c["outputs"]]
+    figures = sum("image/png" in data and WIDGET not in data for data in outputs)
+    assert figures == len(FIGURES)  # each figure shown once
+    widgets = [data for data in outputs if WIDGET in data]
+    assert len(widgets) == 1 and "image/png" in widgets[0]  # the explorer's static frame
 
 
 def test_widget_cell_sits_next_to_a_static_grid(notebook):
