@@ -1,11 +1,12 @@
 """Export the executed notebook to a print-ready PDF, offline, on macOS, Windows, Linux or Colab.
 
     python -m helpers.pdf hw1.ipynb hw1.pdf [--paper a4] [--browser PATH]
-    python -m helpers.pdf hw1.ipynb --displays   # each display equation: width, broken, overflow
+    python -m helpers.pdf hw1.ipynb --displays        # each display equation: width, fits or not
+    python -m helpers.pdf hw1.ipynb hw1.pdf --figures  # each figure: how much paper shrinks it
 
 nbconvert writes the HTML; MathJax 2.7 comes from the `jupyter-server-mathjax` package; Playwright
-drives a Chromium-family browser that lays the page out at the paper's text width, waits until
-MathJax has typeset everything and prints with bookmarks for every heading. Nothing is fetched
+drives Chrome, Chromium or Edge, which lays the page out at the paper's text width, waits until
+MathJax has typeset everything, and prints with a bookmark for every heading. Nothing is fetched
 from the network: the page, MathJax and its fonts are served from memory and disk, and every
 other request is refused.
 """
@@ -13,10 +14,13 @@ other request is refused.
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import mimetypes
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,24 +32,24 @@ from urllib.parse import unquote, urlsplit
 
 PAPERS = {"letter": (8.5, 11.0), "a4": (210 / 25.4, 297 / 25.4)}  # width, height in inches
 MARGIN_IN = 0.5
-PX_PER_IN = 96  # CSS pixels per inch, in the browser and on paper
+PX_PER_IN = 96  # CSS pixels per inch, on screen and on paper
+MAX_REDUCTION = 1.5  # a figure may print at most this much smaller than it was drawn
 BROWSER_ENV = "HW1_BROWSER"
 GET_BROWSER = "python -m playwright install chromium"
-# The page and MathJax are served from this origin inside the browser; `.invalid` never resolves.
+# The page and MathJax are served under this origin inside the browser; `.invalid` never resolves.
 ORIGIN = "http://hw1.invalid"
 DEBIAN_MATHJAX = Path("/usr/share/javascript/mathjax")  # fallback: Debian's libjs-mathjax
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 TIMEOUT_S = 300  # a guard against a hung browser, not a wait: printing starts when MathJax is done
 
-# Usual install places, tried after the override and Playwright's own Chromium.
-_PF = [os.environ.get(v, "") for v in ("PROGRAMFILES", "PROGRAMFILES(X86)", "LOCALAPPDATA")]
+# Usual install places, tried after an override and Playwright's own Chromium.
+_WINDOWS_DIRS = [os.environ.get(v, "")
+                 for v in ("PROGRAMFILES", "PROGRAMFILES(X86)", "LOCALAPPDATA")]
 BROWSER_PATHS = [
-    *(f"{app}/Contents/MacOS/{exe}" for app, exe in [
-        ("/Applications/Google Chrome.app", "Google Chrome"),
-        ("/Applications/Chromium.app", "Chromium"),
-        ("/Applications/Microsoft Edge.app", "Microsoft Edge"),
-        (f"{Path.home()}/Applications/Google Chrome.app", "Google Chrome")]),
-    *(f"{base}\\{exe}" for base in _PF if base for exe in [
+    *(f"{app}.app/Contents/MacOS/{app.rsplit('/', 1)[1]}" for app in [
+        "/Applications/Google Chrome", "/Applications/Chromium", "/Applications/Microsoft Edge",
+        f"{Path.home()}/Applications/Google Chrome"]),
+    *(f"{base}\\{exe}" for base in _WINDOWS_DIRS if base for exe in [
         "Google\\Chrome\\Application\\chrome.exe", "Chromium\\Application\\chrome.exe",
         "Microsoft\\Edge\\Application\\msedge.exe"]),
     "/opt/google/chrome/chrome", "/opt/microsoft/msedge/msedge", "/snap/bin/chromium",
@@ -53,11 +57,10 @@ BROWSER_PATHS = [
 BROWSER_NAMES = ["google-chrome", "google-chrome-stable", "chromium", "chromium-browser",
                  "microsoft-edge", "msedge", "chrome"]
 
-# MathJax settings that override nbconvert's: no automatic line breaks (a display either fits
+# Replaces nbconvert's MathJax output settings: no automatic line breaks (a display either fits
 # or is rewritten by hand), and HTML-CSS output with the STIX-Web web fonts that
 # jupyter-server-mathjax ships, never fonts installed locally, so every machine prints the same.
-MATHJAX_CONFIG = """
-                MMLorHTML: {prefer: "HTML"},
+MATHJAX_CONFIG = """MMLorHTML: {prefer: "HTML"},
                 "fast-preview": {disabled: true},
                 AssistiveMML: {disabled: true},
                 "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web",
@@ -65,7 +68,7 @@ MATHJAX_CONFIG = """
                 CommonHTML: {linebreaks: {automatic: %(auto)s}},
                 SVG: {linebreaks: {automatic: %(auto)s}}"""
 PRINT_CSS = """<style>
-@page { size: %(width).3fin %(height).3fin; margin: %(margin)sin; }
+@page { margin: %(margin)sin; }
 html, body { margin: 0 !important; padding: 0 !important; }
 body.jp-Notebook, .jp-Cell, .jp-RenderedHTMLCommon { padding-left: 0 !important;
   padding-right: 0 !important; }
@@ -74,11 +77,16 @@ pre, .highlight pre, .jp-OutputArea-output pre { white-space: pre-wrap !importan
   overflow-wrap: anywhere; }
 .jp-OutputArea-output img { max-width: 100%% !important; height: auto; }
 .jp-OutputArea-output, .MathJax_Display, .MJXc-display, tr { break-inside: avoid; }
-h1, h2, h3, h4 { break-after: avoid; }
+/* pre-wrap: Chromium's bookmarks otherwise lose the space where a heading wraps. */
+h1, h2, h3, h4, h5, h6 { break-after: avoid; white-space: pre-wrap; }
 </style>"""
 # Resolves once MathJax's start-up typesetting and everything queued after it have finished.
-TYPESET_DONE = """() => new Promise(done => MathJax.Hub.Register.StartupHook("End",
-  () => MathJax.Hub.Queue(() => document.fonts.ready.then(() => done(true)))))"""
+# (The hooks return nothing: MathJax would wait for a callback that a hook returned.)
+TYPESET_DONE = """() => new Promise(done => MathJax.Hub.Register.StartupHook("End", () => {
+  MathJax.Hub.Queue(() => { document.fonts.ready.then(() => done(true)); });
+}))"""
+# An automatic break sets isMultiline on the maths (HTML-CSS and CommonHTML alike); CommonHTML
+# also leaves .mjx-block lines in the display.
 DISPLAYS = """() => {
   const vw = document.documentElement.clientWidth;
   return MathJax.Hub.getAllJax().filter(j => j.root.Get("display") === "block").map(j => {
@@ -98,15 +106,15 @@ DISPLAYS = """() => {
 
 
 class NoBrowserError(RuntimeError):
-    """No usable Chromium-family browser."""
+    """No usable Chrome, Chromium or Edge."""
 
 
 class ExportError(RuntimeError):
-    """The notebook could not be exported (MathJax missing, a page that never finishes, ...)."""
+    """The notebook could not be exported (MathJax missing, a changed nbconvert template, ...)."""
 
 
 def text_width_px(paper: str = "letter") -> int:
-    """Width of the printable area of ``paper`` in CSS pixels (Letter: 720, A4: 697)."""
+    """Width of the printable area of ``paper`` in CSS pixels (Letter 720, A4 697)."""
     return int((PAPERS[paper][0] - 2 * MARGIN_IN) * PX_PER_IN)
 
 
@@ -127,10 +135,10 @@ def mathjax_source() -> tuple[Path, str]:
 
 
 def find_browser(override: str | None = None, bundled: str | None = None) -> str:
-    """Browser to print with: ``override``, $HW1_BROWSER, Playwright's, then usual places."""
+    """Browser to print with: ``override``, $HW1_BROWSER, ``bundled``, then usual places."""
     for source, given in (("--browser", override), (BROWSER_ENV, os.environ.get(BROWSER_ENV))):
         if given:
-            path = shutil.which(given) or given  # a name on PATH or a path
+            path = shutil.which(given) or given  # a command on PATH or a path
             if not Path(path).is_file():
                 raise NoBrowserError(f"{source} names {given!r}, which is not a file.")
             return path
@@ -140,8 +148,24 @@ def find_browser(override: str | None = None, bundled: str | None = None) -> str
     for name in BROWSER_NAMES:
         if path := shutil.which(name):
             return path
-    raise NoBrowserError(f"No Chrome, Chromium or Edge found. Get one with:\n\n    {GET_BROWSER}"
-                         f"\n\nor name a browser with --browser PATH or ${BROWSER_ENV}.")
+    raise NoBrowserError(f"no Chrome, Chromium or Edge found. Get one with:\n\n    {GET_BROWSER}"
+                         f"\n\nor name one with --browser PATH or ${BROWSER_ENV}.")
+
+
+def _playwright() -> Any:
+    """Playwright's sync API, or a clear error naming the install command."""
+    try:
+        from playwright import sync_api
+    except ImportError as e:
+        raise ExportError("Playwright is missing: `pip install -e .` installs it "
+                          "(or `pip install playwright`).") from e
+    return sync_api
+
+
+def which_browser(override: str | None = None) -> str:
+    """The browser ``to_pdf`` would use, Playwright's own Chromium included."""
+    with _playwright().sync_playwright() as p:
+        return find_browser(override, bundled=p.chromium.executable_path)
 
 
 def prefer_static_frames(nb: Any) -> Any:
@@ -154,8 +178,8 @@ def prefer_static_frames(nb: Any) -> Any:
     return nb
 
 
-def to_html(notebook: Path | str, paper: str = "letter", linebreaks: bool = False) -> str:
-    """The notebook as one HTML page that loads MathJax from ``ORIGIN/mathjax/``."""
+def to_html(notebook: Path | str, linebreaks: bool = False) -> str:
+    """The notebook as one HTML page for print that loads MathJax from ``ORIGIN/mathjax/``."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -164,19 +188,17 @@ def to_html(notebook: Path | str, paper: str = "letter", linebreaks: bool = Fals
                             exclude_output_prompt=True,
                             mathjax_url=f"{ORIGIN}/mathjax/MathJax.js?config={config}")
     nb = prefer_static_frames(nbformat.read(str(notebook), as_version=4))
-    html, _ = exporter.from_notebook_node(nb)
+    html, _ = exporter.from_notebook_node(nb, {"metadata": {"name": Path(notebook).stem}})
     # nbconvert's template turns on automatic line breaks for CommonHTML; replace its setting.
     html, n = re.subn(r"CommonHTML:\s*\{\s*linebreaks:\s*\{\s*automatic:\s*true\s*\}\s*\}",
-                      MATHJAX_CONFIG.strip() % {"auto": str(linebreaks).lower()}, html)
+                      MATHJAX_CONFIG % {"auto": str(linebreaks).lower()}, html)
     if n != 1:
         raise ExportError("nbconvert's MathJax configuration has changed: update helpers/pdf.py.")
-    width, height = PAPERS[paper]
-    css = PRINT_CSS % {"width": width, "height": height, "margin": MARGIN_IN}
-    return html.replace("</head>", css + "</head>", 1)
+    return html.replace("</head>", PRINT_CSS % {"margin": MARGIN_IN} + "</head>", 1)
 
 
 def _serve(route: Any, html: str, mathjax: Path) -> None:
-    """Answer the page's requests: the page, MathJax's files; refuse everything else."""
+    """Answer the page's requests: the page and MathJax's files; refuse everything else."""
     url = urlsplit(route.request.url)
     if f"{url.scheme}://{url.netloc}" != ORIGIN:
         return route.abort()
@@ -195,24 +217,20 @@ def _serve(route: Any, html: str, mathjax: Path) -> None:
 @contextmanager
 def typeset_page(html: str, paper: str = "letter", browser: str | None = None) -> Iterator[Any]:
     """A Playwright page holding ``html``, laid out at the text width, with MathJax finished."""
-    try:
-        from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:
-        raise ExportError("Playwright is missing: `pip install playwright` "
-                          "(a dependency of this project: `pip install -e .`).") from e
+    sync_api = _playwright()
     mathjax, _ = mathjax_source()
-    with sync_playwright() as p:
+    with sync_api.sync_playwright() as p:
         executable = find_browser(browser, bundled=p.chromium.executable_path)
         try:
-            chromium = p.chromium.launch(executable_path=executable, timeout=TIMEOUT_S * 1000,
+            chromium = p.chromium.launch(executable_path=executable, timeout=60_000,
                                          args=["--disable-gpu", "--disable-dev-shm-usage"])
-        except PlaywrightError as e:
+        except sync_api.Error as e:
             raise NoBrowserError(f"{executable} did not start ({str(e).splitlines()[0]}). "
                                  f"Get a browser Playwright can drive with:\n\n    {GET_BROWSER}"
                                  ) from e
         try:
-            # Lay out and typeset at the printed width: MathJax measures the page as it is now.
+            # Lay out and typeset at the printed width: MathJax measures the page as it is now,
+            # and a layout made for a wider window would be cut off on paper.
             page = chromium.new_page(viewport={"width": text_width_px(paper), "height": 1000})
             page.set_default_timeout(TIMEOUT_S * 1000)
             page.emulate_media(media="print")
@@ -230,10 +248,9 @@ def to_pdf(notebook: Path | str, pdf: Path | str, paper: str = "letter",
            browser: str | None = None) -> Path:
     """Write ``pdf`` from ``notebook``: maths typeset, figures embedded, a bookmark per heading."""
     pdf = Path(pdf).resolve()
-    html = to_html(notebook, paper)
     width, height = PAPERS[paper]
-    with typeset_page(html, paper, browser) as page:
-        data = page.pdf(width=f"{width:.3f}in", height=f"{height:.3f}in",
+    with typeset_page(to_html(notebook), paper, browser) as page:
+        data = page.pdf(width=f"{width:.4f}in", height=f"{height:.4f}in",
                         margin={side: f"{MARGIN_IN}in" for side in
                                 ("top", "right", "bottom", "left")},
                         print_background=True, outline=True, tagged=True)
@@ -244,38 +261,94 @@ def to_pdf(notebook: Path | str, pdf: Path | str, paper: str = "letter",
     return pdf
 
 
-def display_report(notebook: Path | str, paper: str = "letter",
-                   browser: str | None = None, linebreaks: bool = False) -> list[dict]:
-    """Every display equation as printed: TeX snippet, width and available width (CSS px),
-    whether MathJax broke it into lines, whether it overflows the text width."""
-    with typeset_page(to_html(notebook, paper, linebreaks), paper, browser) as page:
+def display_report(notebook: Path | str, paper: str = "letter", browser: str | None = None,
+                   linebreaks: bool = False) -> list[dict]:
+    """Every display equation as printed: its TeX (start), width and room in CSS px, and
+    whether MathJax broke it into lines or it overflows the text width."""
+    with typeset_page(to_html(notebook, linebreaks), paper, browser) as page:
         return page.evaluate(DISPLAYS)
 
 
+def notebook_images(notebook: Path | str) -> list[dict]:
+    """Each PNG output in order: cell, what it is, pixel size and the dpi in its pHYs chunk."""
+    import nbformat
+    from PIL import Image
+
+    rows = []
+    for i, cell in enumerate(nbformat.read(str(notebook), as_version=4).cells):
+        for out in cell.get("outputs", []):
+            if png := out.get("data", {}).get("image/png"):
+                image = Image.open(io.BytesIO(base64.b64decode(png)))
+                # Named by the file the cell saves it to, else by its first line of code.
+                saved = re.search(r"[\w-]+\.png", cell.source)
+                first = next((ln for ln in cell.source.splitlines()
+                              if ln.strip() and not ln.startswith("#")), "")
+                # Without pHYs the browser shows one pixel per CSS px.
+                dpi = round(image.info.get("dpi", (PX_PER_IN,))[0], 1)
+                rows.append({"cell": i, "name": saved[0] if saved else first[:60],
+                             "size": image.size, "dpi": dpi, "widget": WIDGET_VIEW in out["data"]})
+    return rows
+
+
+def pdf_images(pdf: Path | str) -> list[dict]:
+    """Each image drawn in ``pdf`` (poppler's ``pdfimages -list``): page, pixel size, x-ppi."""
+    listing = subprocess.run(["pdfimages", "-list", str(pdf)], check=True,
+                             capture_output=True, text=True).stdout.splitlines()[2:]
+    return [{"page": int(f[0]), "size": (int(f[3]), int(f[4])), "ppi": int(f[12])}
+            for f in map(str.split, listing) if f[2] == "image"]
+
+
+def figure_report(notebook: Path | str, pdf: Path | str, paper: str = "letter") -> list[dict]:
+    """Each notebook PNG with the image that prints it: reduction = printed ppi / drawn dpi.
+
+    A figure wider than the text is shrunk to fit, so a figure passes if its drawn width is at
+    most ``max_width_in``; ``ppi`` is None when the PDF has no image of that pixel size."""
+    room_in = text_width_px(paper) / PX_PER_IN
+    printed = pdf_images(pdf)
+    rows = []
+    for image in notebook_images(notebook):
+        match = next((p for p in printed if p["size"] == image["size"]), None)
+        if match:
+            printed.remove(match)
+        ppi = match and match["ppi"]
+        fits = image["dpi"] / PX_PER_IN <= MAX_REDUCTION  # shown at one pixel per CSS px
+        rows.append({**image, "page": match and match["page"], "ppi": ppi,
+                     "reduction": ppi and round(ppi / image["dpi"], 2),
+                     "width_in": round(image["size"][0] / image["dpi"], 2),
+                     "max_width_in": round(MAX_REDUCTION * room_in, 2) if fits else 0.0})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: a clear message and a non-zero exit instead of a traceback."""
+    """Command line: on failure a clear message and a non-zero exit, never a traceback."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("notebook", type=Path)
     p.add_argument("pdf", type=Path, nargs="?", help="the PDF to write")
     p.add_argument("--paper", choices=sorted(PAPERS), default="letter")
     p.add_argument("--browser", help=f"Chrome, Chromium or Edge to use (or ${BROWSER_ENV})")
     p.add_argument("--displays", action="store_true",
-                   help="list every display equation with its width; write no PDF")
+                   help="list every display equation with its printed width; write no PDF")
+    p.add_argument("--figures", action="store_true",
+                   help="after writing the PDF, list how much each figure is shrunk (poppler)")
     args = p.parse_args(argv)
     if not args.displays and args.pdf is None:
         p.error("name the PDF to write, or pass --displays")
     start = time.monotonic()
     try:
         if args.displays:
-            rows = display_report(args.notebook, args.paper, args.browser)
-            print(f"text width {text_width_px(args.paper)} px ({args.paper})")
-            for r in rows:
-                flag = "BROKEN " * r["broken"] + "OVERFLOW" * r["overflow"] or "ok"
+            print(f"text width {text_width_px(args.paper)} px ({args.paper}); width / room:")
+            for r in display_report(args.notebook, args.paper, args.browser):
+                flag = " ".join(k.upper() for k in ("broken", "overflow") if r[k]) or "ok"
                 print(f"{r['width']:7.1f} / {r['available']:5.1f} px  {flag:8}  {r['text']}")
-        else:
-            out = to_pdf(args.notebook, args.pdf, args.paper, args.browser)
-            print(f"wrote {out} in {time.monotonic() - start:.0f} s")
-    except (NoBrowserError, ExportError, FileNotFoundError) as e:
+            return
+        out = to_pdf(args.notebook, args.pdf, args.paper, args.browser)
+        print(f"wrote {out} in {time.monotonic() - start:.0f} s")
+        if args.figures:
+            for r in figure_report(args.notebook, out, args.paper):
+                print(f"cell {r['cell']:3} page {r['page']}  {r['width_in']:5.2f} in at "
+                      f"{r['dpi']:g} dpi, printed at {r['ppi']} ppi: reduced {r['reduction']}x"
+                      f" (passes up to {r['max_width_in']} in)  {r['name']}")
+    except (NoBrowserError, ExportError, FileNotFoundError, subprocess.CalledProcessError) as e:
         sys.exit(f"helpers.pdf: {e}")
 
 

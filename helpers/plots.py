@@ -97,10 +97,11 @@ def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, ti
             ax.set_ylim(0, top)
             ax.plot(x_train[above], np.full(above.sum(), top), "v", ms=4, color="C3",
                     clip_on=False, label="cut off (value above the axis)")
-            ax.text(0.99, 0.97, f"cut at {top:.1f} = 1.1 × max(99th percentile of minibatches, "
-                    f"max test after epoch 0)\n{above.sum()} minibatches above, largest "
-                    f"{train_losses[:, i].max():,.0f}; test at epoch 0: {test_losses[0, i]:,.1f}",
-                    transform=ax.transAxes, ha="right", va="top", fontsize=8)
+            n = int(above.sum())
+            ax.set_title(f"axis cut at {top:.1f} = 1.1 × max(99th percentile of minibatches, "
+                         f"largest test value after epoch 0)\n{n} minibatch{'es' * (n != 1)} "
+                         f"above, the largest {train_losses[:, i].max():,.1f}; test at epoch 0: "
+                         f"{test_losses[0, i]:,.1f}", loc="right", fontsize=8)
         ax.legend(fontsize=8, loc="center right")
     axes[-1].set_xlabel("epoch")
     fig.suptitle(title)
