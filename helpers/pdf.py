@@ -238,7 +238,10 @@ def typeset_page(html: str, paper: str = "letter", browser: str | None = None) -
             page.goto(f"{ORIGIN}/index.html", wait_until="load")
             if not page.evaluate("() => !!(window.MathJax && MathJax.Hub)"):
                 raise ExportError(f"MathJax did not load from {mathjax}.")
-            page.evaluate(TYPESET_DONE)
+            try:
+                page.evaluate(TYPESET_DONE)
+            except sync_api.TimeoutError as e:
+                raise ExportError(f"MathJax did not finish within {TIMEOUT_S} s.") from e
             yield page
         finally:
             chromium.close()
@@ -263,8 +266,7 @@ def to_pdf(notebook: Path | str, pdf: Path | str, paper: str = "letter",
 
 def display_report(notebook: Path | str, paper: str = "letter", browser: str | None = None,
                    linebreaks: bool = False) -> list[dict]:
-    """Every display equation as printed: its TeX (start), width and room in CSS px, and
-    whether MathJax broke it into lines or it overflows the text width."""
+    """Each display equation as printed: TeX start, width and room (CSS px), broken, overflow."""
     with typeset_page(to_html(notebook, linebreaks), paper, browser) as page:
         return page.evaluate(DISPLAYS)
 
@@ -292,6 +294,9 @@ def notebook_images(notebook: Path | str) -> list[dict]:
 
 def pdf_images(pdf: Path | str) -> list[dict]:
     """Each image drawn in ``pdf`` (poppler's ``pdfimages -list``): page, pixel size, x-ppi."""
+    if shutil.which("pdfimages") is None:
+        raise ExportError("needs poppler's pdfimages (Debian: apt-get install poppler-utils; "
+                          "macOS: brew install poppler).")
     listing = subprocess.run(["pdfimages", "-list", str(pdf)], check=True,
                              capture_output=True, text=True).stdout.splitlines()[2:]
     return [{"page": int(f[0]), "size": (int(f[3]), int(f[4])), "ppi": int(f[12])}
@@ -299,10 +304,9 @@ def pdf_images(pdf: Path | str) -> list[dict]:
 
 
 def figure_report(notebook: Path | str, pdf: Path | str, paper: str = "letter") -> list[dict]:
-    """Each notebook PNG with the image that prints it: reduction = printed ppi / drawn dpi.
-
-    A figure wider than the text is shrunk to fit, so a figure passes if its drawn width is at
-    most ``max_width_in``; ``ppi`` is None when the PDF has no image of that pixel size."""
+    """Each notebook PNG with the image that prints it: reduction = printed ppi / drawn dpi."""
+    # A figure wider than the text is shrunk to fit it, so it passes if drawn at most
+    # max_width_in wide; ppi is None when the PDF has no image of the PNG's pixel size.
     room_in = text_width_px(paper) / PX_PER_IN
     printed = pdf_images(pdf)
     rows = []
@@ -348,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"cell {r['cell']:3} page {r['page']}  {r['width_in']:5.2f} in at "
                       f"{r['dpi']:g} dpi, printed at {r['ppi']} ppi: reduced {r['reduction']}x"
                       f" (passes up to {r['max_width_in']} in)  {r['name']}")
-    except (NoBrowserError, ExportError, FileNotFoundError, subprocess.CalledProcessError) as e:
+    except (NoBrowserError, ExportError, OSError, subprocess.CalledProcessError) as e:
         sys.exit(f"helpers.pdf: {e}")
 
 

@@ -85,7 +85,7 @@ def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, ti
     epochs = len(test_losses) - 1
     x_train = np.linspace(0, epochs, len(train_losses))
     x_test = np.arange(epochs + 1)
-    fig, axes = plt.subplots(3, 1, figsize=(8, 8.5), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
     for i, (ax, name) in enumerate(zip(axes, LOSS_NAMES, strict=True)):
         ax.plot(x_train, train_losses[:, i], lw=0.6, alpha=0.7, label="train (per minibatch)")
         ax.plot(x_test, test_losses[:, i], "o-", ms=3, label="test (whole set)")
@@ -162,8 +162,9 @@ def draw_made(made: MADE, fname: str | Path | None = None) -> Figure:
                 cond = f"$p(x_{m})$" if m == 1 else f"$p(x_{m} \\mid x_{{<{m}}})$"
                 ax.text(x, y - 0.32, cond, ha="center", va="top", fontsize=10)
         ax.text(-1.3, pos[j][0][1], names[j], ha="right", va="center", fontsize=10)
-    ax.set_title(f"MADE with n = {made.n} inputs: the number in each unit is its degree; "
-                 "an edge exists only where the mask is 1", fontsize=11)
+    ax.set_title(f"MADE with n = {made.n} inputs: the number in each input or hidden unit is its "
+                 "degree,\noutputs are numbered by their index d; an edge exists only where the "
+                 "mask is 1", fontsize=11)
     handles = [plt.Line2D([], [], color=colours[m - 1], lw=2) for m in sorted(source_degrees)]
     ax.legend(handles, [f"from a unit of degree {m}" for m in sorted(source_degrees)],
               loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize=10,
@@ -181,14 +182,16 @@ def plot_flow_density(samples: np.ndarray, grid: tuple[np.ndarray, np.ndarray, n
     gx, gy, density = grid
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
     axes[0].scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.3)
-    axes[0].set_title("samples z_t = g_3(g_2(g_1(z_0)))")
-    axes[1].contourf(gx, gy, density, levels=30, cmap="viridis")
-    axes[1].set_title("q_t(z_t) from the formula")
+    axes[0].set_title(r"samples $z_t = g_3(g_2(g_1(z_0)))$, $z_0 \sim \mathcal{N}(0, I)$")
+    filled = axes[1].contourf(gx, gy, density, levels=30, cmap="viridis")
+    axes[1].set_title(r"$q_t(z_t)$ from the formula")
+    fig.colorbar(filled, ax=axes[1], label=r"density $q_t$", shrink=0.8)
     for ax in axes:
+        ax.set_xlabel(r"first coordinate of $z_t$")
         ax.set_aspect("equal")
         ax.set_xlim(gx.min(), gx.max())
         ax.set_ylim(gy.min(), gy.max())
-    fig.tight_layout()
+    axes[0].set_ylabel(r"second coordinate of $z_t$")
     return save(fig, fname)
 
 
@@ -201,7 +204,7 @@ def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarr
               loc="center left", bbox_to_anchor=(1, 0.5))
     ax.set_xlabel(f"principal component 1 ({explained[0]:.0%} of the variance)")
     ax.set_ylabel(f"principal component 2 ({explained[1]:.0%} of the variance)")
-    ax.set_title("Test-set latent means mu(x), first two principal components")
+    ax.set_title(r"Test-set latent means $\mu(x)$, first two principal components")
     return save(fig, fname)
 
 
@@ -215,7 +218,7 @@ def plot_active_units(kl_per_dim: np.ndarray, activity: np.ndarray, threshold: f
     axes[1].bar(dims, activity, color=["C0" if a > threshold else "C3" for a in activity])
     axes[1].axhline(threshold, color="k", ls="--", lw=1)
     axes[1].set_yscale("log")
-    axes[1].set_title("activity Var_x(mu_u(x)); active if above the dashed line")
+    axes[1].set_title(r"activity $\mathrm{Var}_x(\mu_u(x))$; active above the dashed line")
     for ax in axes:
         ax.set_xlabel("latent dimension u")
         ax.set_xticks(dims)

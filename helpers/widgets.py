@@ -79,7 +79,9 @@ class InterpolationExplorer:
             ax.imshow(Image.open(io.BytesIO(png)), cmap="gray", vmin=0, vmax=255)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
-        fig.suptitle(f"Interpolation explorer, static view: {self.label.value}", fontsize=10)
+        t = self.t.value / self.t.max
+        fig.suptitle(f"Interpolation explorer, static view: $z = {1 - t:.2f}\\,\\mu(x_a) + "
+                     f"{t:.2f}\\,\\mu(x_b)$", fontsize=10)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
         return buf.getvalue()

@@ -16,10 +16,10 @@ def test_iwae_bound_is_above_the_elbo_and_grows_with_k(mnist):
     model = VAE().eval()
     x = mnist.test_x[:20]
     torch.manual_seed(1)
-    iw_1, elbo_1 = analysis.iwae_log_likelihood(model, x, k=1, chunk=10)
+    iw_1, elbo_1 = analysis.iwae_log_likelihood(model, x, n_samples=1, chunk=10)
     assert torch.allclose(iw_1, elbo_1, atol=1e-3)  # k = 1: the bound is the ELBO
     torch.manual_seed(1)
-    iw, elbo = analysis.iwae_log_likelihood(model, x, k=50, chunk=10)
+    iw, elbo = analysis.iwae_log_likelihood(model, x, n_samples=50, chunk=10)
     assert (iw >= elbo - 1e-3).all()
     assert iw.mean() > elbo.mean()
 
@@ -27,7 +27,7 @@ def test_iwae_bound_is_above_the_elbo_and_grows_with_k(mnist):
 def test_iwae_runs_on_the_models_device(mnist):
     # "meta" stands in for a GPU: noise drawn on the CPU by mistake could not meet the model's.
     model = VAE().to("meta").eval()
-    iw, elbo = analysis.iwae_log_likelihood(model, mnist.test_x[:6], k=3, chunk=4)
+    iw, elbo = analysis.iwae_log_likelihood(model, mnist.test_x[:6], n_samples=3, chunk=4)
     assert iw.device.type == elbo.device.type == "meta" and iw.shape == (6,)
     mu, log_sigma = analysis.latent_means(model, mnist.test_x[:6], batch_size=4)
     assert mu.device.type == "meta" and log_sigma.shape == (6, 16)

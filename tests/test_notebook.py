@@ -75,3 +75,9 @@ def test_widget_cell_sits_next_to_a_static_grid(notebook):
     sources = [_source(c) for c in notebook["cells"] if c["cell_type"] == "code"]
     widget = next(i for i, s in enumerate(sources) if "interpolation_widget" in s)
     assert "vae_interpolations.png" in sources[widget - 1]
+
+
+def test_no_execution_timestamps_are_committed(notebook):
+    # A re-run must not rewrite every cell: `make run` executes with record_timing off.
+    stamped = [i for i, c in enumerate(notebook["cells"]) if "execution" in c["metadata"]]
+    assert stamped == []
