@@ -85,7 +85,7 @@ def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, ti
     epochs = len(test_losses) - 1
     x_train = np.linspace(0, epochs, len(train_losses))
     x_test = np.arange(epochs + 1)
-    fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(8, 6.4), sharex=True)
     for i, (ax, name) in enumerate(zip(axes, LOSS_NAMES, strict=True)):
         ax.plot(x_train, train_losses[:, i], lw=0.6, alpha=0.7, label="train (per minibatch)")
         ax.plot(x_test, test_losses[:, i], "o-", ms=3, label="test (whole set)")
