@@ -65,8 +65,9 @@ def show_samples(samples: np.ndarray, fname: str | Path | None = None, nrow: int
 
 
 # Units of each column: the assignment's reconstruction term is a squared error, not nats.
-UNITS = {"-ELBO": "squared error + nats", "reconstruction": "squared error, sum of 1024 pixels",
-         "KL": "nats"}
+UNITS = {"-ELBO": "squared error + nats", "reconstruction": "squared error", "KL": "nats"}
+TITLES = {"-ELBO": "-ELBO", "reconstruction": "reconstruction (summed over 1024 pixels)",
+          "KL": "KL"}
 
 
 def y_top(train_column: np.ndarray, test_column: np.ndarray) -> float:
@@ -89,7 +90,7 @@ def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, ti
     for i, (ax, name) in enumerate(zip(axes, LOSS_NAMES, strict=True)):
         ax.plot(x_train, train_losses[:, i], lw=0.6, alpha=0.7, label="train (per minibatch)")
         ax.plot(x_test, test_losses[:, i], "o-", ms=3, label="test (whole set)")
-        ax.set_title(name, loc="left")
+        ax.set_title(TITLES[name], loc="left")
         ax.set_ylabel(UNITS[name])
         if len(train_losses) and epochs:  # the first steps are ~10x larger; show the tail
             top = y_top(train_losses[:, i], test_losses[:, i])
