@@ -259,9 +259,19 @@ def to_pdf(notebook: Path | str, pdf: Path | str, paper: str = "letter",
                         print_background=True, outline=True, tagged=True)
     # Write beside the target, then rename: a failed export never leaves half a PDF.
     with tempfile.NamedTemporaryFile(dir=pdf.parent, suffix=".pdf", delete=False) as tmp:
-        tmp.write(data)
+        tmp.write(without_dates(data))
     Path(tmp.name).replace(pdf)
     return pdf
+
+
+def without_dates(data: bytes) -> bytes:
+    """Blank the PDF's creation and modification dates, so the same notebook gives the same bytes.
+
+    Each entry becomes spaces of the same length: the byte offsets of the cross-reference table
+    stay valid, and a PDF may omit both dates.
+    """
+    return re.sub(rb"/(?:CreationDate|ModDate) ?\(D:[^)]*\)", lambda m: b" " * len(m.group()),
+                  data)
 
 
 def display_report(notebook: Path | str, paper: str = "letter", browser: str | None = None,
