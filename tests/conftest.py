@@ -11,6 +11,7 @@ import torch
 # Notebook runs under test (nbval, the browser) save their figures here, not in figures/.
 os.environ.setdefault("HW1_FIGURES", tempfile.mkdtemp(prefix="hw1-figures-"))
 
+from helpers import pdf  # noqa: E402
 from helpers.data import DEFAULT_ROOT, MNIST, load_mnist  # noqa: E402
 
 
@@ -29,3 +30,12 @@ def small(mnist: MNIST) -> MNIST:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def browser() -> str:
+    """The browser the PDF export would use; tests that print are skipped without one."""
+    try:
+        return pdf.which_browser()
+    except (pdf.NoBrowserError, pdf.ExportError) as e:
+        pytest.skip(f"no browser to print with: {e}")

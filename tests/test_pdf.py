@@ -23,15 +23,6 @@ REEXECUTE = "re-execute the notebook (`make run`) so its outputs are current"
 
 
 @pytest.fixture(scope="module")
-def browser() -> str:
-    """The browser the export would use; the module is skipped without one."""
-    try:
-        return pdf.which_browser()
-    except (pdf.NoBrowserError, pdf.ExportError) as e:
-        pytest.skip(f"no browser to print with: {e}")
-
-
-@pytest.fixture(scope="module")
 def rendered(browser: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """hw1.pdf on Letter, with Debian's MathJax out of reach: the package's must do."""
     with pytest.MonkeyPatch.context() as mp:

@@ -45,15 +45,6 @@ def _fake(path: Path) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def browser() -> str:
-    """The browser the export would use; tests that print are skipped without one."""
-    try:
-        return pdf.which_browser()
-    except (pdf.NoBrowserError, pdf.ExportError) as e:
-        pytest.skip(f"no browser to print with: {e}")
-
-
 @pytest.fixture
 def no_browser(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A machine with no browser anywhere: no override, none of Playwright's, none installed."""
