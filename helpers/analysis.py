@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from helpers.data import batches
+from helpers.data import PAD, batches
 from helpers.kl import gaussian_kl_terms
 from helpers.vae import IMAGE_SHAPE, VAE, P, logvar, single_threaded
 
@@ -15,8 +15,7 @@ from helpers.vae import IMAGE_SHAPE, VAE, P, logvar, single_threaded
 @single_threaded
 def latent_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, ...]:
     """Encoder ``mu`` and ``log_sigma`` for every image of ``x``."""
-    device = model.device
-    parts = [model.encode(xb.to(device)) for xb in batches(x, batch_size, shuffle=False)]
+    parts = [model.encode(xb.to(model.device)) for xb in batches(x, batch_size, shuffle=False)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
@@ -38,9 +37,8 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, n_samples: int = 100,
     rises towards log p(x) as K grows (Burda et al., 2016).
     """
     iw, elbo = [], []
-    device = model.device
     for xb in batches(x, chunk, shuffle=False):
-        xb = xb.to(device)
+        xb = xb.to(model.device)
         mu, log_sigma = model.encode(xb)
         eps = torch.randn(n_samples, *mu.shape, device=mu.device)
         z = mu + log_sigma.exp() * eps  # (K, B, latent)
@@ -58,7 +56,7 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, n_samples: int = 100,
 def padding_split(model: VAE, x: torch.Tensor, batch_size: int = 500) -> tuple[float, float]:
     """Mean squared error per image on the 28x28 digit and on its 2-pixel padding (one z each)."""
     inner = torch.zeros(IMAGE_SHAPE, dtype=torch.bool, device=model.device)
-    inner[:, 2:-2, 2:-2] = True
+    inner[:, PAD:-PAD, PAD:-PAD] = True
     total = torch.zeros(2, dtype=torch.float64, device=model.device)
     for xb in batches(x, batch_size, shuffle=False):
         xb = xb.to(model.device)

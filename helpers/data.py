@@ -44,6 +44,8 @@ from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = Path(os.environ.get("HW1_DATA", REPO_ROOT / "data"))
 
+PAD = 2  # background pixels added on each side: 28x28 -> 32x32, the assignment's input size
+
 # Official per-class counts (digits 0..9) of the MNIST training and test sets.
 TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
 TEST_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
@@ -288,7 +290,7 @@ def prepare(root: Path | str = DEFAULT_ROOT, *, registry: bool = True,
 def to_images(pixels: np.ndarray) -> torch.Tensor:
     """uint8 (N, 28, 28) -> float32 (N, 1, 32, 32) in [-1, 1], padded with background."""
     x = torch.from_numpy(np.array(pixels)).float().div_(255.0).mul_(2.0).sub_(1.0)
-    return F.pad(x.unsqueeze(1), (2, 2, 2, 2), value=-1.0)
+    return F.pad(x.unsqueeze(1), (PAD,) * 4, value=-1.0)
 
 
 def load_mnist(root: Path | str = DEFAULT_ROOT, device: torch.device | str = "cpu", *,

@@ -18,7 +18,7 @@ import torch
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
-from helpers.data import REPO_ROOT
+from helpers.data import PAD, REPO_ROOT
 from helpers.made import MADE
 from helpers.vae import LOSS_NAMES
 
@@ -44,7 +44,7 @@ def to_uint8(x: torch.Tensor, crop: bool = True) -> np.ndarray:
     """
     x = x.detach().float().cpu().clamp(-1, 1)
     if crop:
-        x = x[..., 2:-2, 2:-2]
+        x = x[..., PAD:-PAD, PAD:-PAD]
     return ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
