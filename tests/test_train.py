@@ -17,6 +17,11 @@ def _train(small, tmp_path, name="ckpt.pt", epochs=1, **kwargs):
                        progress=False, **kwargs)
 
 
+def _shipped_and_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    monkeypatch.setattr(train, "RUNS_DIR", tmp_path / "runs")
+
+
 def test_loss_falls_within_a_few_steps(small):
     torch.manual_seed(0)
     model = train.VAE()
@@ -136,13 +141,13 @@ def test_checkpoint_writes_are_atomic(small, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temporary left
 
 
-def test_load_or_train_refuses_a_partial_checkpoint(small, tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "CHECKPOINT_DIR", tmp_path)
+def test_load_or_train_refuses_a_partial_shipped_checkpoint(small, tmp_path, monkeypatch):
+    _shipped_and_runs(tmp_path, monkeypatch)
     path = train.checkpoint_path(Config(epochs=2))
     _, state = train.train(Config(epochs=1), out=path, data=small, device="cpu", progress=False)
     state["config"]["epochs"] = 2  # as if a 2-epoch run had stopped after its first epoch
     train.save_checkpoint(path, state)
-    with pytest.raises(CheckpointError, match="holds 1 of 2 epochs"):
+    with pytest.raises(CheckpointError, match="holds 1 of 2 epochs.*git checkout"):
         train.load_or_train(Config(epochs=2))
 
 
@@ -153,8 +158,69 @@ def test_cli_trains_and_prints_the_final_numbers(small, tmp_path, monkeypatch, c
     printed = capsys.readouterr().out
     final = load_checkpoint(out)["history"]["test"][-1]
     assert f"Final -ELBO: {final[0]:.4f}, Recon Loss: {final[1]:.4f}" in printed
-    with pytest.raises(SystemExit, match="--resume"):
+    before = out.read_bytes()
+    train.main(["--epochs", "1", "--device", "cpu", "--out", str(out)])  # started again
+    assert "continuing" in capsys.readouterr().out
+    assert out.read_bytes() == before  # the finished run is handed back, not retrained
+
+
+def test_cli_continues_an_interrupted_run(small, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "load_mnist", lambda: small)
+    out = tmp_path / "cli.pt"
+    train.main(["--epochs", "1", "--device", "cpu", "--out", str(out)])
+    first = load_checkpoint(out)["history"]["train"]
+    train.main(["--epochs", "2", "--device", "cpu", "--out", str(out)])
+    state = load_checkpoint(out)
+    assert state["meta"]["epochs_done"] == 2
+    assert torch.equal(state["history"]["train"][: len(first)], first)
+
+
+def test_cli_refuses_fewer_epochs_than_the_checkpoint_holds(small, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "load_mnist", lambda: small)
+    out = tmp_path / "cli.pt"
+    train.main(["--epochs", "2", "--device", "cpu", "--out", str(out)])
+    before = out.read_bytes()
+    with pytest.raises(SystemExit, match="already holds 2 epochs, more than the 1 requested"):
         train.main(["--epochs", "1", "--device", "cpu", "--out", str(out)])
+    assert out.read_bytes() == before
+
+
+def test_cli_never_writes_the_shipped_folder(small, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "load_mnist", lambda: small)
+    monkeypatch.setattr(train, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    target = tmp_path / "checkpoints" / "vae.pt"
+    with pytest.raises(SystemExit, match="holds the shipped models"):
+        train.main(["--epochs", "1", "--device", "cpu", "--out", str(target)])
+    assert not target.exists()
+
+
+def test_a_retrain_never_writes_the_shipped_checkpoint(small, tmp_path, monkeypatch):
+    _shipped_and_runs(tmp_path, monkeypatch)
+    shipped = train.checkpoint_path(Config(epochs=1))
+    train.train(Config(epochs=1), out=shipped, data=small, device="cpu", progress=False)
+    before = shipped.read_bytes()
+    _, state, path = train.load_or_train(Config(epochs=1), retrain=True, data=small,
+                                         device="cpu", progress=False)
+    assert path == train.retrain_path(Config(epochs=1)) and path.exists()
+    assert path.parent == tmp_path / "runs"
+    assert shipped.read_bytes() == before
+    _, loaded, again = train.load_or_train(Config(epochs=1))  # RETRAIN = False: the shipped one
+    assert again == shipped and loaded["history"]["train"].shape == state["history"]["train"].shape
+
+
+def test_an_interrupted_retrain_continues_its_own_file(small, tmp_path, monkeypatch):
+    _shipped_and_runs(tmp_path, monkeypatch)
+    partial = train.retrain_path(Config(epochs=2))
+    _, state = train.train(Config(epochs=1), out=partial, data=small, device="cpu",
+                           progress=False)
+    state["config"]["epochs"] = 2  # as if the 2-epoch retrain had stopped after epoch 1
+    train.save_checkpoint(partial, state)
+    _, resumed, path = train.load_or_train(Config(epochs=2), retrain=True, data=small,
+                                           device="cpu", progress=False)
+    assert path == partial and resumed["meta"]["epochs_done"] == 2
+    first = state["history"]["train"]
+    assert torch.equal(resumed["history"]["train"][: len(first)], first)
+    assert not train.checkpoint_path(Config(epochs=2)).exists()
 
 
 def test_bad_data_is_refused_before_training(small, tmp_path):
@@ -193,9 +259,10 @@ def test_a_checkpoint_saved_before_scale_existed_reads_as_logvar(small, tmp_path
     assert train.model_from_state(loaded).scale == "logvar"
 
 
-def test_the_tag_names_the_parametrization():
-    assert Config().tag() == "z16-b128-lr0.001-e20-s0-log_sigma"
-    assert Config(scale="logvar").tag().endswith("-logvar")
+def test_the_tag_names_the_parametrization_and_the_warmup():
+    assert Config(warmup=0).tag() == "z16-b128-lr0.001-e20-s0-log_sigma"
+    assert Config(scale="logvar", warmup=0).tag().endswith("-logvar")
+    assert Config(warmup=300).tag().endswith("-log_sigma-w300")
 
 
 def test_histories_round_trip_without_weights(small, tmp_path):
@@ -226,7 +293,85 @@ def test_the_shipped_histories_load():
 
 
 def test_load_or_train_hands_back_a_cpu_model_in_eval_mode(small, tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "CHECKPOINT_DIR", tmp_path)
-    model, _ = train.load_or_train(Config(epochs=1), data=small, device="cpu", progress=False)
+    _shipped_and_runs(tmp_path, monkeypatch)
+    model, _, _ = train.load_or_train(Config(epochs=1), data=small, device="cpu",
+                                      progress=False)
     assert model.device.type == "cpu" and not model.training
     assert model.encoder[0].weight.is_contiguous()  # the layout a loaded checkpoint has
+
+
+def test_learning_rate_warms_up_linearly_then_stays():
+    config = Config(lr=1e-3, warmup=4)
+    assert [train.learning_rate(config, s) for s in range(6)] == pytest.approx(
+        [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert train.learning_rate(Config(warmup=0), 0) == 1e-3
+
+
+def test_training_uses_the_warmed_up_rate(small, tmp_path):
+    seen = []
+    original = train.set_learning_rate
+
+    def spy(optimizer, lr):
+        seen.append(lr)
+        original(optimizer, lr)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(train, "set_learning_rate", spy)
+        train.train(Config(epochs=1, warmup=8), out=tmp_path / "w.pt", data=small, device="cpu",
+                    progress=False)
+    assert seen == pytest.approx([1e-3 * min(1, (s + 1) / 8) for s in range(4)])
+
+
+@pytest.mark.parametrize(("flags", "expected"), [({"avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16"),
+                                                 ({"avx512f", "avx2"}, "fp32"), (set(), "fp32")])
+def test_auto_precision_is_bf16_only_on_cpus_that_have_it(monkeypatch, flags, expected):
+    monkeypatch.setattr(train, "cpu_flags", lambda: flags)
+    assert train.pick_precision("auto", torch.device("cpu")) == expected
+    assert train.pick_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+def test_auto_precision_on_gpus_without_native_bf16_is_fp32(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert train.pick_precision("auto", torch.device("cuda")) == "fp32"  # a T4, say
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert train.pick_precision("auto", torch.device("cuda")) == "bf16"
+    assert train.pick_precision("auto", torch.device("mps")) == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        train.pick_precision("fp16", torch.device("cpu"))
+
+
+def test_bf16_training_records_its_precision_and_evaluates_in_fp32(small, tmp_path):
+    model, state = train.train(Config(epochs=1, precision="bf16"), out=tmp_path / "b.pt",
+                               data=small, device="cpu", progress=False)
+    assert state["config"]["precision"] == "bf16"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert torch.isfinite(state["history"]["train"]).all()
+    # The stored test row is fp32 arithmetic on the trained weights: rerun it with its noise.
+    torch.manual_seed(5)
+    again = train.evaluate(model, small.test_x)
+    torch.manual_seed(5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_bf16 = train.evaluate(model, small.test_x)
+    assert not torch.equal(again, under_bf16)  # the two arithmetics are distinguishable
+    torch.manual_seed(5)
+    assert torch.equal(train.evaluate(model, small.test_x), again)
+
+
+def test_bf16_step_losses_are_close_to_fp32(small):
+    torch.manual_seed(0)
+    model = train.VAE()
+    x = small.train_x[:128]
+    torch.manual_seed(1)
+    fp32 = train.losses(model, x)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = train.losses(model, x)
+    assert bf16.dtype == torch.float32
+    assert torch.allclose(bf16, fp32, rtol=2e-2)
+
+
+def test_a_checkpoint_of_another_precision_is_refused_unless_auto(small, tmp_path):
+    _train(small, tmp_path)  # fp32
+    with pytest.raises(CheckpointError, match="precision: checkpoint 'fp32' vs requested 'bf16'"):
+        load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=1, precision="bf16"))
+    assert load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=1, precision="auto"))

@@ -1,0 +1,65 @@
+"""Device paths without a Mac: nothing the model's device computes may be float64.
+
+Apple's MPS backend has no float64 tensors, so any float64 work on the model's device crashes
+there. A dispatch mode sees every operator PyTorch runs; here it fails on any float64 result,
+on any device, while the device paths run on the CPU. Statistics that are deliberately float64
+(active units, PCA) move their inputs to the host first and are checked separately.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from helpers import analysis, train
+from helpers.train import Config
+from helpers.vae import VAE
+
+
+class NoFloat64(TorchDispatchMode):
+    """Raise on any operator that produces a float64 tensor, naming the operator."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        results = out if isinstance(out, (tuple, list)) else [out]
+        if any(isinstance(t, torch.Tensor) and t.dtype == torch.float64 for t in results):
+            raise AssertionError(f"{func} made a float64 tensor: MPS cannot run it")
+        return out
+
+
+def test_the_guard_catches_float64_work():
+    with pytest.raises(AssertionError, match="float64"), NoFloat64():
+        torch.zeros(3, dtype=torch.float64)
+
+
+def test_training_and_evaluation_make_no_float64(small, tmp_path):
+    with NoFloat64():
+        model, state = train.train(Config(epochs=1, precision="fp32"), out=tmp_path / "m.pt",
+                                   data=small, device="cpu", progress=False)
+        again = train.evaluate(model, small.test_x)
+    assert state["history"]["test"].shape == (2, 3) and torch.isfinite(again).all()
+
+
+def test_analysis_and_generation_make_no_float64(small):
+    model = VAE().eval()
+    x = small.test_x[:50]
+    with NoFloat64():
+        digit, padding = analysis.padding_split(model, x, batch_size=20)
+        mu, log_sigma = analysis.latent_means(model, x, batch_size=20)
+        analysis.iwae_log_likelihood(model, x[:4], n_samples=5)
+        model.sample(3), model.reconstruct(x[:3]), model.interpolate(x[:2], x[2:4], steps=3)
+    assert digit > 0 and padding >= 0
+    assert mu.device.type == "cpu"  # the float64 statistics then run on the host
+
+
+def test_per_dimension_statistics_share_one_convention():
+    torch.manual_seed(0)
+    mu, log_sigma = torch.randn(300, 4), torch.randn(300, 4) * 0.1
+    _, activity, _ = analysis.active_units(mu, log_sigma)
+    spread = analysis.aggregate_variance(mu, log_sigma)
+    population = mu.double().var(0, unbiased=False)  # divided by N: the mixture's variance
+    assert torch.allclose(activity.double(), population, rtol=1e-6)
+    sigma2 = (2 * log_sigma.double()).exp().mean(0)
+    assert torch.allclose(spread.double(), population + sigma2, rtol=1e-6)
+    assert activity.dtype == spread.dtype == torch.float32
