@@ -1,7 +1,7 @@
 """Training-stability and precision studies: short runs over several seeds, histories shipped.
 
     python -m helpers.study run --name plain --seeds 0 1 2 3 4 5 6 7 --epochs 3 --warmup 0
-    python -m helpers.study collect checkpoints/seed-study.pt runs/study/*.pt
+    python -m helpers.study collect checkpoints/training-study.pt runs/study/*.pt
     python -m helpers.study probe --seeds 0 1 2 --steps 50     # the first Adam steps, measured
 
 Each run trains with ``helpers.train.train`` into ``runs/study/<name>-<precision>-s<seed>.pt``
@@ -40,6 +40,87 @@ def run_seeds(name: str, config: train.Config, seeds: list[int]) -> dict[int, di
         _, states[seed] = train.train(c, out=out, data=data, device="cpu", resume=True,
                                       progress=False)
     return states
+
+
+# ---------------------------------------------------------------------------- the shipped study
+
+STUDY = REPO_ROOT / "checkpoints" / "training-study.pt"  # histories only, no weights
+
+
+def by_recipe(runs: dict[str, dict]) -> dict[str, dict[int, dict]]:
+    """Group a history file's runs ``"<recipe> s<seed>"`` as ``{recipe: {seed: history}}``."""
+    grouped: dict[str, dict[int, dict]] = {}
+    for name, run in runs.items():
+        recipe, seed = name.rsplit(" s", 1)
+        grouped.setdefault(recipe, {})[int(seed)] = run["history"]
+    return grouped
+
+
+def seed_table(runs: dict[int, dict], epochs: int = 3) -> str:
+    """Test -ELBO of each seed after epochs 1..``epochs``, then the median and the worst."""
+    seeds = sorted(runs)
+    values = torch.stack([runs[s]["test"][1:epochs + 1, 0] for s in seeds])
+    lines = ["seed  " + "".join(f"{f'epoch {e}':>10}" for e in range(1, epochs + 1))]
+    lines += [f"{s:<6}" + "".join(f"{v:10.2f}" for v in row) for s, row in zip(seeds, values,
+                                                                                strict=True)]
+    median = values.median(0).values if len(seeds) % 2 else values.quantile(0.5, dim=0)
+    worst = values.max(0).values
+    lines.append("median" + "".join(f"{v:10.2f}" for v in median))
+    lines.append("worst " + "".join(f"{v:10.2f}" for v in worst))
+    lines.append("behind" + "".join(f"{v:10.2f}" for v in worst - median))
+    return "\n".join(lines)
+
+
+def kl_peaks(runs: dict[int, dict], steps: int = 50) -> dict[int, tuple[float, int]]:
+    """Per seed: the largest minibatch KL of the first ``steps`` Adam steps, and its step."""
+    peaks = {}
+    for seed, history in sorted(runs.items()):
+        kl = history["train"][:steps, 2]
+        peaks[seed] = (kl.max().item(), int(kl.argmax()) + 1)
+    return peaks
+
+
+PROBE = REPO_ROOT / "checkpoints" / "first-steps.pt"  # ``probe`` of seeds 0-7, plain recipe
+
+
+def probe_table(probes: dict[str, dict[str, torch.Tensor]], steps: int = 6) -> str:
+    """Per seed and step: minibatch KL, mean and max of log sigma (before the step), and the
+    norm of the encoder head's gradient."""
+    lines = [f"{'seed':<5}{'step':>5}{'KL':>10}{'mean log σ':>12}{'max log σ':>11}{'|grad|':>12}"]
+    for name, v in probes.items():
+        for i in range(steps):
+            lines.append(f"{name[1:]:<5}{i + 1:>5}{v['KL'][i]:10.2f}{v['log_sigma_mean'][i]:12.3f}"
+                         f"{v['log_sigma_max'][i]:11.3f}{v['head_grad'][i]:12.1f}")
+    return "\n".join(lines)
+
+
+def load_probe(path: Path = PROBE) -> dict[str, dict[str, torch.Tensor]]:
+    """The shipped measurements of the first Adam steps (``python -m helpers.study probe``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def run_name(config: train.Config) -> str:
+    """``"<recipe> s<seed>"``: the recipe is plain or warmupN, the precision, and the scale
+    where it is not the default log sigma (e.g. ``"warmup200 fp32 s3"``)."""
+    recipe = f"warmup{config.warmup}" if config.warmup else "plain"
+    scale = " logvar" if config.scale == "logvar" else ""
+    return f"{recipe} {config.precision}{scale} s{config.seed}"
+
+
+def collect(paths: list[Path]) -> dict[str, dict]:
+    """The runs in checkpoints or history files, each named by its config (``run_name``)."""
+    runs = {}
+    for path in paths:
+        try:
+            found = [train.load_checkpoint(path)]
+        except train.CheckpointError:
+            found = list(train.load_histories(path).values())
+        for run in found:
+            name = run_name(train.Config.from_stored(run["config"]))
+            if name in runs:
+                raise ValueError(f"two runs are both {name!r} (the second in {path}).")
+            runs[name] = run
+    return dict(sorted(runs.items()))
 
 
 # ---------------------------------------------------------------------------- the first steps
@@ -112,9 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         config = train.Config(epochs=args.epochs, warmup=args.warmup, precision=args.precision)
         run_seeds(args.name, config, args.seeds)
     elif args.cmd == "collect":
-        states = {path.stem: train.load_checkpoint(path) for path in args.runs}
-        train.save_histories(states, args.out)
-        print(f"{len(states)} histories -> {args.out}")
+        runs = collect(args.runs)
+        train.save_histories(runs, args.out)
+        print(f"{len(runs)} histories -> {args.out}: " + ", ".join(runs))
     else:
         config = train.Config(warmup=args.warmup)
         probes = {s: probe(dataclasses.replace(config, seed=s), args.steps) for s in args.seeds}
