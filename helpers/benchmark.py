@@ -1,6 +1,6 @@
 """Training-step speed: this implementation against a plain eager loop and the matmul roofline.
 
-    python -m helpers.benchmark              # all three, one run, same machine
+    python -m helpers.benchmark              # plain, ours in fp32 and in bf16, one run
     python -m helpers.benchmark --profile    # plus a per-layer profile of one step
 
 Run it on a quiet machine: the numbers are only comparable within one run.
@@ -19,13 +19,14 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from helpers.data import batches, load_mnist
-from helpers.train import as_input, pick_device, prepare_model, train_step
+from helpers.train import as_input, native_bf16, pick_device, prepare_model, train_step
 from helpers.vae import VAE
 
 
-def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 10) -> float:
-    """Best-of-``reps`` fp32 GFLOPS of an n x n matmul (the machine's practical roofline)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 10,
+                  dtype: torch.dtype = torch.float32) -> float:
+    """Best-of-``reps`` GFLOPS of an n x n matmul in ``dtype`` (the practical roofline)."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     best = float("inf")
     for _ in range(reps + 2):
         _sync(device)
@@ -63,7 +64,8 @@ def time_steps(step: Callable[[], None], device: torch.device, warmup: int, step
     return (time.perf_counter() - t0) / steps
 
 
-def ours(x_train: torch.Tensor, device: torch.device) -> Callable[[], None]:
+def ours(x_train: torch.Tensor, device: torch.device,
+         precision: str = "fp32") -> Callable[[], None]:
     """This implementation: in-memory batching, channels_last, no host sync per step."""
     torch.manual_seed(0)
     model = prepare_model(VAE().to(device), fast=True)
@@ -78,7 +80,7 @@ def ours(x_train: torch.Tensor, device: torch.device) -> Callable[[], None]:
         if x is None:
             it = batches(x_dev, 128, generator=gen)
             x = next(it)
-        train_step(model, opt, as_input(x, model))
+        train_step(model, opt, as_input(x, model), precision)
 
     return step
 
@@ -172,8 +174,10 @@ def main() -> None:
     flop = step_gflop(device)
     t_plain = time_steps(plain(x_train, device), device, args.warmup, args.steps)
     t_ours = time_steps(ours(x_train, device), device, args.warmup, args.steps)
+    t_bf16 = time_steps(ours(x_train, device, "bf16"), device, args.warmup, args.steps)
     gflops_after = matmul_gflops(device)  # the machine may have been busier at the start
     roofline = max(gflops, gflops_after)
+    roofline_bf16 = matmul_gflops(device, dtype=torch.bfloat16)
     diff = same_math(x_train, device)
     batch_ours, batch_loader = epoch_of_batches(x_train)
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else \
@@ -185,6 +189,9 @@ def main() -> None:
         "speedup_vs_plain": round(t_plain / t_ours, 2),
         "ours_fraction_of_roofline": round(flop / t_ours / roofline, 3),
         "plain_fraction_of_roofline": round(flop / t_plain / roofline, 3),
+        "bf16_s_per_step": round(t_bf16, 4), "bf16_speedup_vs_fp32": round(t_ours / t_bf16, 2),
+        "bf16_matmul_gflops": round(roofline_bf16, 1), "native_bf16": native_bf16(device),
+        "bf16_fraction_of_bf16_roofline": round(flop / t_bf16 / roofline_bf16, 3),
         "max_relative_loss_difference": diff,
         "epoch_of_batches_s": round(batch_ours, 3), "epoch_of_dataloader_s": round(batch_loader, 3),
     }
@@ -198,6 +205,11 @@ def main() -> None:
     print(f"this implementation      {t_ours:8.3f} s/step  "
           f"({report['ours_fraction_of_roofline']:.0%} of roofline)")
     print(f"speedup vs plain         {report['speedup_vs_plain']:8.2f}x")
+    print(f"bf16 matmul roofline     {roofline_bf16:8.1f} GFLOPS (native bf16: "
+          f"{report['native_bf16']}) -> floor {flop / roofline_bf16:.3f} s")
+    print(f"this implementation, bf16 autocast {t_bf16:.3f} s/step "
+          f"({report['bf16_fraction_of_bf16_roofline']:.0%} of the bf16 roofline), "
+          f"{report['bf16_speedup_vs_fp32']:.2f}x fp32")
     print(f"same math: largest relative loss difference over 3 steps {diff:.1e}")
     print(f"one shuffled epoch of batches: in-memory {batch_ours:.3f} s, DataLoader "
           f"{batch_loader:.3f} s ({batch_loader / batch_ours:.0f}x)")

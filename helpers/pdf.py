@@ -41,6 +41,7 @@ GET_BROWSER = "python -m playwright install chromium"
 ORIGIN = "http://hw1.invalid"
 DEBIAN_MATHJAX = Path("/usr/share/javascript/mathjax")  # fallback: Debian's libjs-mathjax
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+NOT_PRINTED = "no-pdf"  # a cell tag: the cell stays in the notebook and is left out of the PDF
 TIMEOUT_S = 300  # a guard against a hung browser, not a wait: printing starts when MathJax is done
 
 # Usual install places, tried after an override and Playwright's own Chromium.
@@ -189,6 +190,7 @@ def to_html(notebook: Path | str, linebreaks: bool = False) -> str:
                             exclude_output_prompt=True,
                             mathjax_url=f"{ORIGIN}/mathjax/MathJax.js?config={config}")
     nb = prefer_static_frames(nbformat.read(str(notebook), as_version=4))
+    nb.cells = [c for c in nb.cells if NOT_PRINTED not in c.get("metadata", {}).get("tags", [])]
     html, _ = exporter.from_notebook_node(nb, {"metadata": {"name": Path(notebook).stem}})
     # nbconvert's template turns on automatic line breaks for CommonHTML; replace its setting.
     html, n = re.subn(r"CommonHTML:\s*\{\s*linebreaks:\s*\{\s*automatic:\s*true\s*\}\s*\}",

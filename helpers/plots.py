@@ -110,27 +110,36 @@ def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, ti
     return save(fig, fname)
 
 
-def plot_scale_comparison(runs: dict[str, dict], fname: str | Path | None = None) -> Figure:
-    """Test -ELBO and KL per epoch, and the first epoch's minibatch -ELBO and KL, per run.
+def plot_seed_study(recipes: dict[str, dict[int, dict]], steps: int = 100,
+                    fname: str | Path | None = None) -> Figure:
+    """Per seed and recipe: minibatch KL over the first ``steps`` Adam steps, and test -ELBO
+    after each of the first three epochs.
 
-    ``runs`` maps a label to a history ``{"train": (steps, 3), "test": (epochs + 1, 3)}``.
+    ``recipes`` maps a label to ``{seed: history}`` with the layout of ``train`` histories.
     """
-    fig, axes = plt.subplots(2, 2, figsize=(9, 7))
-    for label, history in runs.items():
-        train, test = np.asarray(history["train"]), np.asarray(history["test"])
-        steps = len(train) // (len(test) - 1)  # minibatches per epoch
-        for col, i in enumerate((0, 2)):
-            axes[0, col].plot(np.arange(1, len(test)), test[1:, i], "o-", ms=3, label=label)
-            axes[1, col].plot(np.arange(1, steps + 1), train[:steps, i], lw=0.7, label=label)
-    for col, name in enumerate(("-ELBO", "KL")):
-        axes[0, col].set_title(f"test {name} after each epoch")
-        axes[0, col].set_xlabel("epoch")
-        axes[1, col].set_title(f"epoch 1: minibatch {name} (log scale)")
-        axes[1, col].set_xlabel("Adam step")
-        axes[1, col].set_yscale("log")
-        for ax in axes[:, col]:
-            ax.set_ylabel(UNITS[name])
-            ax.legend(fontsize=8)
+    fig, axes = plt.subplots(2, 1, figsize=(8, 6.4))
+    colours = plt.cm.tab10(np.arange(len(recipes)))
+    width = 0.8 / len(recipes)
+    for r, ((label, runs), colour) in enumerate(zip(recipes.items(), colours, strict=True)):
+        for n, (seed, history) in enumerate(sorted(runs.items())):
+            kl = np.asarray(history["train"])[:steps, 2]
+            axes[0].plot(np.arange(1, len(kl) + 1), kl, color=colour, lw=0.8, alpha=0.8,
+                         label=label if n == 0 else None)
+            test = np.asarray(history["test"])[1:4, 0]
+            x = seed + (r - (len(recipes) - 1) / 2) * width
+            axes[1].plot([x] * len(test), test, color=colour, lw=0.8)
+            for epoch, (value, marker) in enumerate(zip(test, "os^", strict=False), start=1):
+                axes[1].scatter([x], [value], color=colour, marker=marker, s=18, zorder=3,
+                                label=f"{label}, epoch {epoch}" if n == 0 else None)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("Adam step")
+    axes[0].set_ylabel(UNITS["KL"])
+    axes[0].set_title(f"minibatch KL in the first {steps} steps, one line per seed")
+    axes[0].legend(fontsize=8)
+    axes[1].set_xlabel("seed")
+    axes[1].set_ylabel(UNITS["-ELBO"])
+    axes[1].set_title("test -ELBO after epochs 1, 2 and 3")
+    axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return save(fig, fname)
 

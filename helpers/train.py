@@ -33,8 +33,6 @@ from helpers.vae import LOSS_NAMES, SCALES, VAE, check_images, exact_neg_elbo, l
 
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"  # the shipped models: read, never written by training
 RUNS_DIR = REPO_ROOT / "runs"  # retrains and study runs (git-ignored)
-# Histories (no weights) of the runs the notebook compares with the shipped model.
-COMPARISON = CHECKPOINT_DIR / "scale-comparison.pt"
 EVAL_BATCH = 500
 
 
@@ -48,8 +46,8 @@ class Config:
     latent_dim: int = 16
     seed: int = 0
     scale: str = "log_sigma"  # the encoder outputs log sigma ("logvar": log sigma^2)
-    warmup: int = 0  # steps of linear learning-rate warm-up to ``lr`` (0: none)
-    precision: str = "fp32"  # training arithmetic: fp32, bf16 (autocast), or auto
+    warmup: int = 200  # steps of linear learning-rate warm-up to ``lr`` (0: none)
+    precision: str = "auto"  # training arithmetic: fp32, bf16 (autocast), or auto
 
     def tag(self) -> str:
         """A file-name-safe summary, e.g. ``z16-b128-lr0.001-e20-s0-log_sigma``."""
@@ -415,6 +413,35 @@ def load_or_train(config: Config = Config(), *, retrain: bool = False,
     out = retrain_path(config)
     model, state = train(config, out=out, resume=True, **kwargs)
     return _to_cpu(model), state, out
+
+
+def describe(state: dict, path: Path) -> str:
+    """One line on a checkpoint: where it is, what config and hardware trained it, how long."""
+    config, meta = Config.from_stored(state["config"]), state["meta"]
+    where = Path(path).resolve()
+    shown = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
+    return (f"{shown}: {meta['epochs_done']} epochs, seed {config.seed}, warm-up "
+            f"{config.warmup} steps, {config.precision}; {meta['wall_seconds'] / 60:.1f} min on "
+            f"{meta['hardware']} ({meta['device']}, torch {meta['torch']})")
+
+
+def compare_with_shipped(state: dict, config: Config = Config()) -> str:
+    """Say whether ``state`` is the shipped model the text describes; if not, set the two
+    final test results side by side."""
+    shipped = checkpoint_path(config)
+    mine = final_test(state)
+    if shipped.exists():
+        reference = load_checkpoint(shipped, config)
+        if torch.equal(reference["history"]["test"], state["history"]["test"]):
+            return ("This is the shipped model: the numbers quoted in the text below are "
+                    "this model's.")
+        theirs = final_test(reference)
+    else:
+        theirs = dict.fromkeys(mine, float("nan"))
+    rows = [f"{'final test':<22}{'this model':>12}{'shipped':>12}"]
+    rows += [f"{k:<22}{mine[k]:12.2f}{theirs[k]:12.2f}" for k in mine]
+    return ("This is a retrained model. The text below quotes the shipped run; this model's "
+            "numbers are in the outputs.\n" + "\n".join(rows))
 
 
 def _to_cpu(model: VAE) -> VAE:

@@ -218,3 +218,13 @@ def test_first_cell_recovers_from_a_failed_install(colab: Colab, tmp_path: Path)
     assert "error" not in recovered and in_clone(recovered["helpers"], clone), recovered
     assert clones(colab.content) == [clone], "cloned once, not nested"
     assert install_state() == before, "the cell's pip install must not touch this environment"
+
+
+def test_first_cell_installs_over_a_students_own_helpers_module(colab: Colab,
+                                                                 tmp_path: Path) -> None:
+    """A student's own helpers.py, importable before the cell, must not stop the install."""
+    (tmp_path / "helpers.py").write_text("NOTE = 'a student file'\n")  # first on sys.path
+    report = run_kernel(colab, tmp_path, OFFLINE)
+    assert report["before"] == str(tmp_path / "helpers.py")
+    run = report["runs"][0]
+    assert "error" not in run and in_clone(run["helpers"], colab.content / "hw1"), run

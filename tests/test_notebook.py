@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = {"made.png", "flow_density.png", "vae_training_curves.png", "vae_samples.png",
            "vae_reconstructions.png", "vae_interpolations.png", "vae_active_units.png",
-           "vae_latent_pca.png", "vae_scale_comparison.png"}
+           "vae_latent_pca.png", "vae_seed_study.png"}
 BLOCK = re.compile(r"(<!-- answer:([\w-]+) -->.*?<!-- end answer -->)", re.S)
 
 

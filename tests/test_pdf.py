@@ -134,3 +134,7 @@ def test_pdf_embeds_every_figure_and_the_widget_frame(rendered, figures):
 def test_final_numbers_and_every_question_are_in_the_pdf(text):
     for needed in ("Question 1", "Question 2", "Question 3", "Question 4", "Final -ELBO"):
         assert needed in text, f"{needed!r} missing: {REEXECUTE}"
+
+
+def test_the_colab_setup_cell_is_not_printed(text):
+    assert "REPO_URL" not in text and "YOUR-ACCOUNT" not in text

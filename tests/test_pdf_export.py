@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from PIL import Image
 
 from helpers import pdf
+from helpers.files import current_umask
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = "$$" + " + ".join(f"\\frac{{a_{{{i}}}}}{{b_{{{i}}}}}" for i in range(40)) + "$$"
@@ -137,6 +139,8 @@ def test_a4_flag_prints_on_a4(browser, tmp_path, capsys):
     assert abs(float(page.mediabox.width) - 595.3) < 1
     assert abs(float(page.mediabox.height) - 841.9) < 1
     assert "wrote" in capsys.readouterr().out
+    # Written through a temporary file, yet with the permissions of any new file of the user.
+    assert stat.S_IMODE((tmp_path / "out.pdf").stat().st_mode) == 0o666 & ~current_umask()
 
 
 def test_dates_are_blanked_without_moving_any_byte():
@@ -146,3 +150,12 @@ def test_dates_are_blanked_without_moving_any_byte():
     assert len(blanked) == len(data)  # the cross-reference offsets stay valid
     assert b"D:2026" not in blanked and b"/Title (hw1)" in blanked
     assert blanked.index(b"startxref") == data.index(b"startxref")
+
+
+def test_a_cell_tagged_no_pdf_is_left_out(tmp_path):
+    nb = new_notebook(cells=[new_markdown_cell("# Kept"), new_code_cell("SECRET_SETUP = 1")])
+    nb.cells[1].metadata["tags"] = [pdf.NOT_PRINTED]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    html = pdf.to_html(path)
+    assert "Kept" in html and "SECRET_SETUP" not in html

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import stat
 
 import pytest
 import torch
 
-from helpers import train
+from helpers import study, train
 from helpers.data import MNIST
+from helpers.files import current_umask
 from helpers.train import CheckpointError, Config, NonFiniteLossError, load_checkpoint
 
 
 def _train(small, tmp_path, name="ckpt.pt", epochs=1, **kwargs):
-    return train.train(Config(epochs=epochs), out=tmp_path / name, data=small, device="cpu",
-                       progress=False, **kwargs)
+    # fp32 whatever the machine: these tests compare arithmetic exactly.
+    return train.train(Config(epochs=epochs, precision="fp32"), out=tmp_path / name, data=small,
+                       device="cpu", progress=False, **kwargs)
 
 
 def _shipped_and_runs(tmp_path, monkeypatch):
@@ -131,8 +134,8 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small, tmp_p
     good = path.read_bytes()
     poisoned = dataclasses.replace(small, train_x=small.train_x * 1e30)  # finite data, inf loss
     with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
-        train.train(Config(epochs=2), out=path, data=poisoned, device="cpu", progress=False,
-                    resume=True)
+        train.train(Config(epochs=2, precision="fp32"), out=path, data=poisoned, device="cpu",
+                    progress=False, resume=True)
     assert path.read_bytes() == good
 
 
@@ -285,11 +288,13 @@ def test_a_bad_history_file_is_an_error(tmp_path, content):
         train.load_histories(path)
 
 
-def test_the_shipped_histories_load():
-    runs = train.load_histories(train.COMPARISON)
-    logvar = runs["logvar, seed 0"]
-    assert Config.from_stored(logvar["config"]) == Config(scale="logvar")
-    assert logvar["history"]["test"].shape == (21, 3)
+def test_the_shipped_study_holds_both_recipes_on_eight_seeds():
+    runs = train.load_histories(study.STUDY)
+    recipes = study.by_recipe(runs)
+    assert set(recipes["plain fp32"]) == set(recipes["warmup200 fp32"]) == set(range(8))
+    for name, run in runs.items():
+        assert name == study.run_name(Config.from_stored(run["config"]))
+        assert run["history"]["test"].shape[0] >= 4  # initialisation + at least 3 epochs
 
 
 def test_load_or_train_hands_back_a_cpu_model_in_eval_mode(small, tmp_path, monkeypatch):
@@ -375,3 +380,24 @@ def test_a_checkpoint_of_another_precision_is_refused_unless_auto(small, tmp_pat
     with pytest.raises(CheckpointError, match="precision: checkpoint 'fp32' vs requested 'bf16'"):
         load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=1, precision="bf16"))
     assert load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=1, precision="auto"))
+
+
+def test_checkpoints_get_the_usual_permissions(small, tmp_path):
+    _train(small, tmp_path)
+    mode = stat.S_IMODE((tmp_path / "ckpt.pt").stat().st_mode)
+    assert mode == 0o666 & ~current_umask()
+
+
+def test_a_retrained_model_is_compared_with_the_shipped_one(small, tmp_path, monkeypatch):
+    _shipped_and_runs(tmp_path, monkeypatch)
+    config = Config(epochs=1)
+    _, shipped = train.train(config, out=train.checkpoint_path(config), data=small, device="cpu",
+                             progress=False)
+    assert "This is the shipped model" in train.compare_with_shipped(shipped, config)
+    other = dataclasses.replace(small, train_x=small.train_x.flip(0))  # another run's history
+    _, mine, _ = train.load_or_train(config, retrain=True, data=other, device="cpu",
+                                     progress=False)
+    text = train.compare_with_shipped(mine, config)
+    assert text.startswith("This is a retrained model")
+    ours, theirs = train.final_test(mine)["-ELBO"], train.final_test(shipped)["-ELBO"]
+    assert f"-ELBO{ours:29.2f}{theirs:12.2f}" in text

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import re
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +14,9 @@ import torch
 from PIL import Image
 
 from helpers.vae import VAE
-from helpers.widgets import InterpolationExplorer, interpolation_widget
+from helpers.widgets import VIEW, InterpolationExplorer, interpolation_widget, stable_widget_ids
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +68,34 @@ def test_display_carries_the_live_widget_and_a_static_frame(explorer):
     assert frame.width > 3 * 84  # the two end images and the decoded frame side by side
     explorer.t.value = 7  # the static frame follows the widget's state
     assert explorer._repr_mimebundle_()["image/png"] != bundle["image/png"]
+
+
+def test_a_path_of_one_step_is_refused(mnist):
+    with pytest.raises(ValueError, match="steps must be at least 2"):
+        InterpolationExplorer(VAE().eval(), mnist.test_x[:30], steps=1)
+
+
+def _randomise_widget_ids(text: str, ids: list[str]) -> str:
+    for old in ids:
+        text = text.replace(old, uuid.uuid4().hex)
+    return text
+
+
+def test_saved_widget_ids_come_out_the_same_after_every_run(tmp_path):
+    committed = (ROOT / "hw1.ipynb").read_text()
+    state = json.loads(committed)["metadata"]["widgets"]
+    ids = [i for s in state.values() for i in s["state"]]
+    assert len(ids) > 3, "the committed notebook should carry the explorer's widget state"
+    runs = []
+    for n in range(2):  # two executions: the kernel draws new random ids each time
+        path = tmp_path / f"run{n}.ipynb"
+        path.write_text(_randomise_widget_ids(committed, ids))
+        assert stable_widget_ids(path) == len(ids)
+        runs.append(path.read_bytes())
+    assert runs[0] == runs[1]
+    nb = json.loads(runs[0])
+    saved = {i for s in nb["metadata"]["widgets"].values() for i in s["state"]}
+    shown = [o["data"][VIEW]["model_id"] for c in nb["cells"] for o in c.get("outputs", [])
+             if VIEW in o.get("data", {})]
+    refs = set(re.findall(r"IPY_MODEL_([0-9a-f]{32})", json.dumps(nb["metadata"])))
+    assert shown and set(shown) <= saved and refs <= saved  # every link still resolves
