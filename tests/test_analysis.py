@@ -29,8 +29,10 @@ def test_iwae_runs_on_the_models_device(mnist):
     model = VAE().to("meta").eval()
     iw, elbo = analysis.iwae_log_likelihood(model, mnist.test_x[:6], n_samples=3, chunk=4)
     assert iw.device.type == elbo.device.type == "meta" and iw.shape == (6,)
-    mu, log_sigma = analysis.latent_means(model, mnist.test_x[:6], batch_size=4)
-    assert mu.device.type == "meta" and log_sigma.shape == (6, 16)
+    # latent_means encodes on the model's device and hands its results to the host, where the
+    # float64 statistics run: the meta device has no data to hand over.
+    with pytest.raises(NotImplementedError, match="meta"):
+        analysis.latent_means(model, mnist.test_x[:6], batch_size=4)
 
 
 def test_log_normal_matches_torch_distributions():
