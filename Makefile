@@ -20,7 +20,7 @@ pdf: $(STAMP)                    ## hw1.pdf from the executed hw1.ipynb (needs C
 
 test: env                        ## lint, unit tests, the notebook under nbval, PDF and browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest tests hw1.ipynb $(NBVAL) -p no:cacheprovider
+	$(PY) -m pytest tests hw1.ipynb $(NBVAL) -p no:cacheprovider --durations=12
 
 env: $(STAMP) data system-deps
 
