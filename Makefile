@@ -10,7 +10,9 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize
 run: env                         ## execute hw1.ipynb in place, write figures/ and hw1.pdf
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace hw1.ipynb \
 	    --ExecutePreprocessor.timeout=7200 --ExecutePreprocessor.kernel_name=python3 \
-	    --ExecutePreprocessor.store_widget_state=True --ExecutePreprocessor.record_timing=False
+	    --ExecutePreprocessor.store_widget_state=True --ExecutePreprocessor.record_timing=False \
+	    --NotebookExporter.preprocessors=nbconvert.preprocessors.CoalesceStreamsPreprocessor \
+	    --CoalesceStreamsPreprocessor.enabled=True
 	$(PY) -m helpers.widgets hw1.ipynb
 	@$(PY) -m helpers.pdf hw1.ipynb hw1.pdf || { echo "make run: hw1.ipynb and figures/ are" \
 	    "written, hw1.pdf is not. Fix the above, then: make pdf" >&2; exit 1; }
