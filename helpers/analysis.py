@@ -8,7 +8,7 @@ import torch
 
 from helpers.data import PAD, batches
 from helpers.kl import gaussian_kl_terms
-from helpers.vae import IMAGE_SHAPE, VAE, P, logvar, single_threaded
+from helpers.vae import IMAGE_SHAPE, VAE, P, logvar, reconstruction_loss, single_threaded
 
 
 @torch.no_grad()
@@ -17,6 +17,28 @@ def latent_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[t
     """Encoder ``mu`` and ``log_sigma`` for every image of ``x``, on the CPU (for statistics)."""
     parts = [model.encode(xb.to(model.device)) for xb in batches(x, batch_size, shuffle=False)]
     return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+
+
+@torch.no_grad()
+def draw_sd(model: VAE, x: torch.Tensor, n: int | None = None, draws: int = 4,
+            batch_size: int = 500) -> float:
+    """Standard deviation, over draws of z, of the one-draw -ELBO averaged over ``n`` images.
+
+    Only the sampled z changes between draws (the KL is in closed form), so each image of ``x``
+    is decoded ``draws`` times; the variance of a mean over ``n`` independent images is their
+    mean per-image variance divided by ``n`` (default: the number of images in ``x``).
+    """
+    if draws < 2:
+        raise ValueError(f"draws must be at least 2 to measure a spread, got {draws}.")
+    total = 0.0  # summed on the host: MPS has no float64
+    for xb in batches(x, batch_size, shuffle=False):
+        xb = xb.to(model.device)
+        mu, log_sigma = model.encode(xb)
+        recon = torch.stack([reconstruction_loss(model.decode(mu + log_sigma.exp()
+                                                              * torch.randn_like(mu)), xb)
+                             for _ in range(draws)])
+        total += recon.var(0).sum().item()
+    return math.sqrt(total / x.shape[0] / (n or x.shape[0]))
 
 
 def log_normal(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:

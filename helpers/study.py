@@ -80,6 +80,26 @@ def kl_peaks(runs: dict[int, dict], steps: int = 50) -> dict[int, tuple[float, i
     return peaks
 
 
+def peak_table(recipes: dict[str, dict[int, dict]], steps: int = 50) -> str:
+    """Per seed, each recipe's largest minibatch KL of the first ``steps`` steps, and its step."""
+    peaks = {name: kl_peaks(runs, steps) for name, runs in recipes.items()}
+    seeds = sorted(set.intersection(*(set(p) for p in peaks.values())))
+    lines = ["seed" + "".join(f"{name:>24}" for name in peaks)]
+    lines += [f"{s:<4}" + "".join(f"{f'{p[s][0]:.1f} nats at step {p[s][1]}':>24}"
+                                  for p in peaks.values()) for s in seeds]
+    return "\n".join(lines)
+
+
+def difference_table(runs: dict[int, dict], baseline: dict[int, dict], epochs: int) -> str:
+    """Per seed in both: test -ELBO of ``runs`` minus that of ``baseline``, epochs 1..``epochs``."""
+    seeds = sorted(set(runs) & set(baseline))
+    lines = ["seed  " + "".join(f"{f'epoch {e}':>10}" for e in range(1, epochs + 1))]
+    for s in seeds:
+        diff = runs[s]["test"][1:epochs + 1, 0] - baseline[s]["test"][1:epochs + 1, 0]
+        lines.append(f"{s:<6}" + "".join(f"{v:+10.2f}" for v in diff))
+    return "\n".join(lines)
+
+
 PROBE = REPO_ROOT / "checkpoints" / "first-steps.pt"  # ``probe`` of seeds 0-7, plain recipe
 
 
@@ -91,6 +111,14 @@ def probe_table(probes: dict[str, dict[str, torch.Tensor]], steps: int = 6) -> s
         for i in range(steps):
             lines.append(f"{name[1:]:<5}{i + 1:>5}{v['KL'][i]:10.2f}{v['log_sigma_mean'][i]:12.3f}"
                          f"{v['log_sigma_max'][i]:11.3f}{v['head_grad'][i]:12.1f}")
+    return "\n".join(lines)
+
+
+def log_sigma_table(probes: dict[str, dict[str, torch.Tensor]], steps: tuple[int, ...]) -> str:
+    """Mean log sigma over the minibatch before each of ``steps``, one column per seed."""
+    lines = ["before step" + "".join(f"{'seed ' + name[1:]:>8}" for name in probes)]
+    lines += [f"{step:<11}" + "".join(f"{v['log_sigma_mean'][step - 1]:+8.3f}"
+                                      for v in probes.values()) for step in steps]
     return "\n".join(lines)
 
 

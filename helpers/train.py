@@ -416,13 +416,16 @@ def load_or_train(config: Config = Config(), *, retrain: bool = False,
 
 
 def describe(state: dict, path: Path) -> str:
-    """One line on a checkpoint: where it is, what config and hardware trained it, how long."""
+    """Three lines on a checkpoint: where it is, what config trained it, on what and how long."""
     config, meta = Config.from_stored(state["config"]), state["meta"]
     where = Path(path).resolve()
     shown = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
-    return (f"{shown}: {meta['epochs_done']} epochs, seed {config.seed}, warm-up "
-            f"{config.warmup} steps, {config.precision}; {meta['wall_seconds'] / 60:.1f} min on "
-            f"{meta['hardware']} ({meta['device']}, torch {meta['torch']})")
+    autocast = " (autocast)" if config.precision == "bf16" else ""
+    return (f"checkpoint: {shown}\n"
+            f"trained: {meta['epochs_done']} epochs, seed {config.seed}, warm-up "
+            f"{config.warmup} steps, precision {config.precision}{autocast}\n"
+            f"on: {meta['hardware']} ({meta['device']}, torch {meta['torch']}), "
+            f"{meta['wall_seconds'] / 60:.1f} min")
 
 
 def compare_with_shipped(state: dict, config: Config = Config()) -> str:

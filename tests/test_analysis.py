@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers import analysis
-from helpers.vae import VAE
+from helpers.vae import VAE, reconstruction_loss
 
 
 def test_iwae_bound_is_above_the_elbo_and_grows_with_k(mnist):
@@ -93,3 +93,20 @@ def test_padding_split_adds_up_to_the_reconstruction_term(mnist):
     assert digit + padding == pytest.approx(((x - x_hat) ** 2).sum().item() / 40, rel=1e-5)
     ring = (x - x_hat)[..., :, :2].pow(2).sum() + (x - x_hat)[..., :, -2:].pow(2).sum()
     assert padding > ring.item() / 40  # the ring also has top and bottom rows
+
+
+def test_draw_sd_predicts_how_much_a_whole_set_estimate_moves_between_draws(mnist):
+    torch.manual_seed(0)
+    model = VAE().eval()
+    x = mnist.test_x[:100]
+    with torch.no_grad():
+        mu, log_sigma = model.encode(x)
+        means = [reconstruction_loss(model.decode(mu + log_sigma.exp() * torch.randn_like(mu)),
+                                     x).mean().item() for _ in range(60)]
+    measured = torch.tensor(means).std().item()  # the spread of 60 whole-set estimates
+    predicted = analysis.draw_sd(model, x, draws=4, batch_size=30)
+    assert predicted == pytest.approx(measured, rel=0.3)
+    # Averaging over 4 times as many images halves the spread.
+    assert analysis.draw_sd(model, x, n=400) == pytest.approx(predicted / 2, rel=0.3)
+    with pytest.raises(ValueError, match="at least 2"):
+        analysis.draw_sd(model, x, draws=1)

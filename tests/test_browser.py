@@ -1,10 +1,14 @@
 """End to end in a real browser: JupyterLab + headless Chromium run hw1.ipynb and drive the widget.
 
+The browser runs the notebook from the top through the widget cell: every question and the live
+widget. The cells after it ("Beyond the assignment") print text and draw figures, no widgets;
+nbval executes them, and every other cell, in the same make test.
 Screenshots of the widget before and after land in artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -19,13 +23,15 @@ from pathlib import Path
 
 import pytest
 
+from helpers.pdf import WIDGET_VIEW
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = shutil.which("chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-background-networking", "--no-first-run", "--disable-component-update",
          "--disable-sync"]
-RUN_TIMEOUT = 600  # seconds for the whole notebook in the browser
+RUN_TIMEOUT = 600  # seconds for the notebook's run in the browser
 KERNEL_IDLE = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const kernel = w && w.sessionContext && w.sessionContext.session
@@ -37,6 +43,13 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
     reason="Debian's chromium is missing; `make system-deps` installs it when run as root",
 )
+
+
+def _last_widget_cell() -> int:
+    """Index of the last cell whose saved output is a widget: the browser runs up to it."""
+    cells = json.loads((ROOT / "hw1.ipynb").read_text())["cells"]
+    return max(i for i, c in enumerate(cells) for out in c.get("outputs", [])
+               if WIDGET_VIEW in out.get("data", {}))
 
 
 def _free_port() -> int:
@@ -116,20 +129,28 @@ def page(lab):
             # The copy carries the committed outputs: clear them, so every prompt must refill.
             pg.evaluate("() => window.jupyterapp.commands.execute("
                         "'notebook:clear-all-cell-outputs')")
-            pg.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            _wait_until_done(pg)
+            last = _last_widget_cell()
+            pg.evaluate(f"""() => {{
+                window.jupyterapp.shell.currentWidget.content.activeCellIndex = {last};
+                return window.jupyterapp.commands.execute('notebook:run-all-above')
+                    .then(() => window.jupyterapp.commands.execute('notebook:run-cell'));
+            }}""")
+            _wait_until_done(pg, last)
             yield pg
         finally:
             browser.close()
 
 
-def _wait_until_done(pg) -> None:
-    """Wait until every code cell's prompt shows an execution count and the kernel is idle."""
+def _wait_until_done(pg, last: int) -> None:
+    """Wait until every code cell up to cell ``last`` shows an execution count and the kernel
+    is idle."""
     deadline = time.monotonic() + RUN_TIMEOUT
     pg.wait_for_timeout(2000)
     while time.monotonic() < deadline:
-        prompts = pg.eval_on_selector_all(".jp-CodeCell .jp-InputPrompt",
-                                          "els => els.map(e => e.textContent.trim())")
+        prompts = pg.eval_on_selector_all(
+            ".jp-Notebook .jp-Cell",
+            f"""els => els.slice(0, {last + 1}).filter(e => e.classList.contains('jp-CodeCell'))
+                     .map(e => e.querySelector('.jp-InputPrompt').textContent.trim())""")
         done = prompts and all(p.startswith("[") and p[1:-2].isdigit() for p in prompts)
         if done and pg.evaluate(KERNEL_IDLE):
             return

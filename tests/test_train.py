@@ -31,9 +31,9 @@ def test_loss_falls_within_a_few_steps(small):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = small.train_x[:128]
     first = train.train_step(model, optimizer, x)
-    for _ in range(49):
+    for _ in range(19):
         last = train.train_step(model, optimizer, x)
-    assert last[0] < 0.75 * first[0]  # -ELBO at least 25% lower after 50 Adam steps
+    assert last[0] < 0.75 * first[0]  # -ELBO at least 25% lower after 20 Adam steps
 
 
 def test_history_layout_and_checkpoint_round_trip(small, tmp_path):
