@@ -42,6 +42,9 @@ ORIGIN = "http://hw1.invalid"
 DEBIAN_MATHJAX = Path("/usr/share/javascript/mathjax")  # fallback: Debian's libjs-mathjax
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 NOT_PRINTED = "no-pdf"  # a cell tag: the cell stays in the notebook and is left out of the PDF
+KEEP = "keep-with-next"  # given, for print only, to Markdown cells that end with a colon
+TALL = "hw1-tall"  # a code cell taller than TALL_SHARE of the page: it may break before its output
+TALL_SHARE = 0.6
 TIMEOUT_S = 300  # a guard against a hung browser, not a wait: printing starts when MathJax is done
 
 # Usual install places, tried after an override and Playwright's own Chromium.
@@ -79,9 +82,35 @@ pre, .highlight pre, .jp-OutputArea-output pre { white-space: pre-wrap !importan
   overflow-wrap: anywhere; }
 .jp-OutputArea-output img { max-width: 100%% !important; height: auto; }
 .jp-OutputArea-output, .MathJax_Display, .MJXc-display, tr { break-inside: avoid; }
+/* Each question starts a page. A code cell prints whole, so a figure or table stays with the
+   code that makes it, and so does the paragraph that introduces it (KEEP_TOGETHER), unless they
+   are too tall to (then they may break between paragraph, code and output, never inside one). */
+.jp-MarkdownCell:has(h2) { break-before: page; }
+.jp-CodeCell:not(.%(tall)s), .jp-CodeCell .jp-InputArea, .%(keep)s:not(.%(tall)s) {
+  break-inside: avoid; }
+p, li { orphans: 2; widows: 2; }
 /* pre-wrap: Chromium's bookmarks otherwise lose the space where a heading wraps. */
 h1, h2, h3, h4, h5, h6 { break-after: avoid; white-space: pre-wrap; }
 </style>"""
+# Before printing: the last paragraph of each Markdown cell that ends with a colon goes into one
+# block with the code cell after it; then every code cell or such block taller than ``limit``
+# (CSS px, laid out at the text width) is marked tall.
+KEEP_TOGETHER = """([keep, tall, limit]) => {
+  for (const cell of document.querySelectorAll(".jp-MarkdownCell:has(.celltag_" + keep + ")")) {
+    const text = cell.querySelector(".jp-RenderedMarkdown"), next = cell.nextElementSibling;
+    if (!text || !text.lastElementChild || !next || !next.classList.contains("jp-CodeCell")) {
+      continue;
+    }
+    const block = document.createElement("div"), intro = document.createElement("div");
+    block.className = keep;
+    intro.className = text.className;
+    cell.after(block);
+    intro.append(text.lastElementChild);
+    block.append(intro, next);
+  }
+  const blocks = [...document.querySelectorAll(".jp-CodeCell, ." + keep)];
+  blocks.filter(b => b.getBoundingClientRect().height > limit).forEach(b => b.classList.add(tall));
+}"""
 # Resolves once MathJax's start-up typesetting and everything queued after it have finished.
 # (The hooks return nothing: MathJax would wait for a callback that a hook returned.)
 TYPESET_DONE = """() => new Promise(done => MathJax.Hub.Register.StartupHook("End", () => {
@@ -191,13 +220,17 @@ def to_html(notebook: Path | str, linebreaks: bool = False) -> str:
                             mathjax_url=f"{ORIGIN}/mathjax/MathJax.js?config={config}")
     nb = prefer_static_frames(nbformat.read(str(notebook), as_version=4))
     nb.cells = [c for c in nb.cells if NOT_PRINTED not in c.get("metadata", {}).get("tags", [])]
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.rstrip().endswith(":"):
+            cell.metadata.setdefault("tags", []).append(KEEP)
     html, _ = exporter.from_notebook_node(nb, {"metadata": {"name": Path(notebook).stem}})
     # nbconvert's template turns on automatic line breaks for CommonHTML; replace its setting.
     html, n = re.subn(r"CommonHTML:\s*\{\s*linebreaks:\s*\{\s*automatic:\s*true\s*\}\s*\}",
                       MATHJAX_CONFIG % {"auto": str(linebreaks).lower()}, html)
     if n != 1:
         raise ExportError("nbconvert's MathJax configuration has changed: update helpers/pdf.py.")
-    return html.replace("</head>", PRINT_CSS % {"margin": MARGIN_IN} + "</head>", 1)
+    css = PRINT_CSS % {"margin": MARGIN_IN, "keep": KEEP, "tall": TALL}
+    return html.replace("</head>", css + "</head>", 1)
 
 
 def _serve(route: Any, html: str, mathjax: Path) -> None:
@@ -256,6 +289,8 @@ def to_pdf(notebook: Path | str, pdf: Path | str, paper: str = "letter",
     pdf = Path(pdf).resolve()
     width, height = PAPERS[paper]
     with typeset_page(to_html(notebook), paper, browser) as page:
+        tall = TALL_SHARE * (height - 2 * MARGIN_IN) * PX_PER_IN
+        page.evaluate(KEEP_TOGETHER, [KEEP, TALL, tall])
         data = page.pdf(width=f"{width:.4f}in", height=f"{height:.4f}in",
                         margin={side: f"{MARGIN_IN}in" for side in
                                 ("top", "right", "bottom", "left")},

@@ -15,7 +15,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 from torchvision.utils import make_grid
 
 from helpers.data import PAD, REPO_ROOT
@@ -57,7 +61,7 @@ def show_samples(samples: np.ndarray, fname: str | Path | None = None, nrow: int
                          f"{samples.dtype}: convert model outputs with plots.to_uint8.")
     grid = make_grid(torch.from_numpy(samples).permute(0, 3, 1, 2), nrow=nrow, padding=2)
     rows = int(np.ceil(len(samples) / nrow))
-    fig, ax = plt.subplots(figsize=(nrow * 0.6, rows * 0.6 + 0.4))
+    fig, ax = plt.subplots(figsize=(nrow * 0.38, rows * 0.38 + 0.4))
     ax.imshow(grid.permute(1, 2, 0).numpy())  # make_grid gives 3 channels, grey stays grey
     ax.set_title(title)
     ax.axis("off")
@@ -86,7 +90,7 @@ def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, ti
     epochs = len(test_losses) - 1
     x_train = np.linspace(0, epochs, len(train_losses))
     x_test = np.arange(epochs + 1)
-    fig, axes = plt.subplots(3, 1, figsize=(8, 6.4), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(8, 5.6), sharex=True)
     for i, (ax, name) in enumerate(zip(axes, LOSS_NAMES, strict=True)):
         ax.plot(x_train, train_losses[:, i], lw=0.6, alpha=0.7, label="train (per minibatch)")
         ax.plot(x_test, test_losses[:, i], "o-", ms=3, label="test (whole set)")
@@ -99,9 +103,8 @@ def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, ti
             ax.plot(x_train[above], np.full(above.sum(), top), "v", ms=4, color="C3",
                     clip_on=False, label="cut off (value above the axis)")
             n = int(above.sum())
-            ax.set_title(f"axis cut at {top:.1f} = 1.1 × max(99th percentile of minibatches, "
-                         f"largest test value after epoch 0)\n{n} minibatch{'es' * (n != 1)} "
-                         f"above, the largest {train_losses[:, i].max():,.1f}; test at epoch 0: "
+            ax.set_title(f"axis cut at {top:.1f}; {n} minibatch{'es' * (n != 1)} above it, the "
+                         f"largest {train_losses[:, i].max():,.1f}\ntest at epoch 0: "
                          f"{test_losses[0, i]:,.1f}", loc="right", fontsize=8)
         ax.legend(fontsize=8, loc="center right")
     axes[-1].set_xlabel("epoch")
@@ -117,7 +120,7 @@ def plot_seed_study(recipes: dict[str, dict[int, dict]], steps: int = 100,
 
     ``recipes`` maps a label to ``{seed: history}`` with the layout of ``train`` histories.
     """
-    fig, axes = plt.subplots(2, 1, figsize=(8, 6.4))
+    fig, axes = plt.subplots(2, 1, figsize=(8, 5.6))
     colours = plt.cm.tab10(np.arange(len(recipes)))
     width = 0.8 / len(recipes)
     for r, ((label, runs), colour) in enumerate(zip(recipes.items(), colours, strict=True)):
@@ -190,25 +193,26 @@ def plot_flow_density(samples: np.ndarray, grid: tuple[np.ndarray, np.ndarray, n
                       fname: str | Path | None = None) -> Figure:
     """Samples z_t of the flow beside the density q_t from the formula, on the same axes."""
     gx, gy, density = grid
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
+    # Constrained layout gives the colour bar its own room: both panels keep the same size.
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), layout="constrained")
     axes[0].scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.3)
     axes[0].set_title(r"samples $z_t = g_3(g_2(g_1(z_0)))$, $z_0 \sim \mathcal{N}(0, I)$")
     filled = axes[1].contourf(gx, gy, density, levels=30, cmap="viridis")
     axes[1].set_title(r"$q_t(z_t)$ from the formula")
-    fig.colorbar(filled, ax=axes[1], label=r"density $q_t$", shrink=0.8)
+    fig.colorbar(filled, ax=axes[1], label=r"density $q_t$", shrink=0.85)
     for ax in axes:
         ax.set_xlabel(r"first coordinate of $z_t$")
+        ax.set_ylabel(r"second coordinate of $z_t$")
         ax.set_aspect("equal")
         ax.set_xlim(gx.min(), gx.max())
         ax.set_ylim(gy.min(), gy.max())
-    axes[0].set_ylabel(r"second coordinate of $z_t$")
     return save(fig, fname)
 
 
 def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarray,
                       fname: str | Path | None = None) -> Figure:
     """Test-set encoder means projected to 2-D, coloured by digit; axes say their variance share."""
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig, ax = plt.subplots(figsize=(6.2, 4.8))
     sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6)
     ax.legend(*sc.legend_elements(), title="digit", fontsize=8, markerscale=1.5,
               loc="center left", bbox_to_anchor=(1, 0.5))
@@ -234,3 +238,30 @@ def plot_active_units(kl_per_dim: np.ndarray, activity: np.ndarray, threshold: f
         ax.set_xticks(dims)
     fig.tight_layout()
     return save(fig, fname)
+
+
+def text_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
+    """Every text ``fig`` draws with its box in pixels; a legend counts as one box."""
+    canvas = FigureCanvasAgg(fig)  # a closed figure has lost its canvas; lay it out again
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legends = [leg for leg in fig.findobj(Legend) if leg.get_visible()]
+    skip = {id(t) for leg in legends for t in leg.findobj(Text)}
+    for ax in fig.axes:  # hidden axes, and tick labels outside the view, are not drawn
+        for axis in (ax.xaxis, ax.yaxis):
+            if not ax.axison or not axis.get_visible():
+                skip.update(id(t) for t in axis.findobj(Text))
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not low - 1e-9 * (high - low) <= tick.get_loc() <= high + 1e-9 * (high - low):
+                    skip.update((id(tick.label1), id(tick.label2)))
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+             if id(t) not in skip and t.get_visible() and t.get_text().strip()]
+    return boxes + [("legend", leg.get_window_extent(renderer)) for leg in legends]
+
+
+def text_overlaps(fig: Figure, slack: float = 0.5) -> list[tuple[str, str]]:
+    """Pairs of texts (or legends) of ``fig`` whose boxes overlap by more than ``slack`` px."""
+    boxes = [(text, box.expanded(1, 1).padded(-slack)) for text, box in text_boxes(fig)]
+    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:]
+            if box_a.overlaps(box_b)]
