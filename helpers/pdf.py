@@ -42,7 +42,7 @@ ORIGIN = "http://hw1.invalid"
 DEBIAN_MATHJAX = Path("/usr/share/javascript/mathjax")  # fallback: Debian's libjs-mathjax
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 NOT_PRINTED = "no-pdf"  # a cell tag: the cell stays in the notebook and is left out of the PDF
-KEEP = "keep-with-next"  # given, for print only, to Markdown cells that end with a colon
+KEEP = "keep-with-next"  # given, for print only, to a Markdown cell that a code cell follows
 TALL = "hw1-tall"  # a code cell taller than TALL_SHARE of the page: it may break before its output
 TALL_SHARE = 0.6
 TIMEOUT_S = 300  # a guard against a hung browser, not a wait: printing starts when MathJax is done
@@ -92,9 +92,18 @@ p, li { orphans: 2; widows: 2; }
 /* pre-wrap: Chromium's bookmarks otherwise lose the space where a heading wraps. */
 h1, h2, h3, h4, h5, h6 { break-after: avoid; white-space: pre-wrap; }
 </style>"""
-# Before printing: the last paragraph of each Markdown cell that ends with a colon goes into one
-# block with the code cell after it; then every code cell or such block taller than ``limit``
-# (CSS px, laid out at the text width) is marked tall.
+# Code and output blocks that print wrapped: laid out without wrapping, they overflow their box.
+WRAPPED = """() => [...document.querySelectorAll(".jp-CodeCell pre")].flatMap(pre => {
+  pre.style.setProperty("white-space", "pre", "important");
+  const over = pre.scrollWidth > pre.clientWidth + 1;
+  pre.style.removeProperty("white-space");
+  const lines = pre.textContent.split("\\n");
+  const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), "");
+  return over ? [{line: longest.slice(0, 60), chars: longest.length}] : [];
+})"""
+# Before printing: the last paragraph of each Markdown cell that a code cell follows (the one
+# that introduces it) goes into one block with that code cell; then every code cell or such
+# block taller than ``limit`` (CSS px, laid out at the text width) is marked tall.
 KEEP_TOGETHER = """([keep, tall, limit]) => {
   for (const cell of document.querySelectorAll(".jp-MarkdownCell:has(.celltag_" + keep + ")")) {
     const text = cell.querySelector(".jp-RenderedMarkdown"), next = cell.nextElementSibling;
@@ -220,8 +229,8 @@ def to_html(notebook: Path | str, linebreaks: bool = False) -> str:
                             mathjax_url=f"{ORIGIN}/mathjax/MathJax.js?config={config}")
     nb = prefer_static_frames(nbformat.read(str(notebook), as_version=4))
     nb.cells = [c for c in nb.cells if NOT_PRINTED not in c.get("metadata", {}).get("tags", [])]
-    for cell in nb.cells:
-        if cell.cell_type == "markdown" and cell.source.rstrip().endswith(":"):
+    for cell, after in zip(nb.cells, nb.cells[1:], strict=False):
+        if cell.cell_type == "markdown" and after.cell_type == "code":
             cell.metadata.setdefault("tags", []).append(KEEP)
     html, _ = exporter.from_notebook_node(nb, {"metadata": {"name": Path(notebook).stem}})
     # nbconvert's template turns on automatic line breaks for CommonHTML; replace its setting.
@@ -308,11 +317,19 @@ def without_dates(data: bytes) -> bytes:
                   data)
 
 
+def print_report(notebook: Path | str, paper: str = "letter", browser: str | None = None,
+                 linebreaks: bool = False) -> dict[str, list[dict]]:
+    """The printed layout at the text width: each display equation (TeX start, width and room
+    in CSS px, broken, overflow), and each code or output block with a line too long to print
+    on one line (its longest line and length)."""
+    with typeset_page(to_html(notebook, linebreaks), paper, browser) as page:
+        return {"displays": page.evaluate(DISPLAYS), "wrapped": page.evaluate(WRAPPED)}
+
+
 def display_report(notebook: Path | str, paper: str = "letter", browser: str | None = None,
                    linebreaks: bool = False) -> list[dict]:
-    """Each display equation as printed: TeX start, width and room (CSS px), broken, overflow."""
-    with typeset_page(to_html(notebook, linebreaks), paper, browser) as page:
-        return page.evaluate(DISPLAYS)
+    """Each display equation as printed (see ``print_report``)."""
+    return print_report(notebook, paper, browser, linebreaks)["displays"]
 
 
 def notebook_images(notebook: Path | str) -> list[dict]:

@@ -81,7 +81,7 @@ class InterpolationExplorer:
 
     def frame_png(self) -> bytes:
         """The current state as one static PNG: the two end images, the decoded frame, the label."""
-        fig = Figure(figsize=(6.4, 2.5), dpi=100)
+        fig = Figure(figsize=(4.8, 1.9), dpi=100)
         tiles = [(self.ends.children[0].value, f"image a (test #{self.a.value})"),
                  (self.image.value, f"decoded, step {self.t.value} of {self.t.max}"),
                  (self.ends.children[1].value, f"image b (test #{self.b.value})")]

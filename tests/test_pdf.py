@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pypdf
 import pytest
+from PIL import Image
 
 from helpers import pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "hw1.ipynb"
 REEXECUTE = "re-execute the notebook (`make run`) so its outputs are current"
+MIN_FILL = 0.6  # of the text height, on every page but the last of a section
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +71,15 @@ def test_pages_are_letter(rendered):
     assert sizes == {(612, 792)}
 
 
-@pytest.mark.parametrize("paper", sorted(pdf.PAPERS))
-def test_every_display_fits_the_text_width(browser, paper):
-    rows = pdf.display_report(NOTEBOOK, paper, browser)
+@pytest.fixture(scope="module", params=sorted(pdf.PAPERS))
+def layout(request, browser) -> tuple[str, dict[str, list[dict]]]:
+    """The printed layout on each paper size."""
+    return request.param, pdf.print_report(NOTEBOOK, request.param, browser)
+
+
+def test_every_display_fits_the_text_width(layout):
+    paper, report = layout
+    rows = report["displays"]
     assert rows, "no display equations found"
     bad = [f"{r['width']:.0f} px of {r['available']:.0f}"
            f"{', broken by MathJax' if r['broken'] else ''}"
@@ -77,6 +87,44 @@ def test_every_display_fits_the_text_width(browser, paper):
            for r in rows if r["broken"] or r["overflow"]]
     assert not bad, (f"{len(bad)} of {len(rows)} displays do not fit {paper} "
                      f"({pdf.text_width_px(paper)} px):\n" + "\n".join(bad))
+
+
+def _section_starts(reader: pypdf.PdfReader) -> set[int]:
+    """1-based pages where a second-level heading (a question, "Beyond the assignment") starts."""
+    starts: set[int] = set()
+    def walk(items: list, depth: int) -> None:
+        for item in items:
+            if isinstance(item, list):
+                walk(item, depth + 1)
+            elif depth == 1:
+                starts.add(reader.get_destination_page_number(item) + 1)
+    walk(reader.outline, 0)
+    return starts
+
+
+def test_every_page_is_well_filled_but_the_last_of_a_section(rendered, tmp_path):
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("needs poppler's pdftoppm (Debian: poppler-utils)")
+    subprocess.run(["pdftoppm", "-r", "30", "-gray", str(rendered), str(tmp_path / "p")],
+                   check=True)
+    reader = pypdf.PdfReader(rendered)
+    ends = {page - 1 for page in _section_starts(reader)} | {len(reader.pages)}
+    margin = round(pdf.MARGIN_IN * 30)
+    sparse = []
+    for number, path in enumerate(sorted(tmp_path.glob("p-*.pgm")), start=1):
+        ink = np.asarray(Image.open(path)) < 240
+        rows = np.flatnonzero(ink.any(axis=1))
+        fill = (rows.max() - margin) / (ink.shape[0] - 2 * margin) if len(rows) else 0.0
+        if number not in ends and fill < MIN_FILL:
+            sparse.append(f"page {number}: {fill:.0%}")
+    assert len(ends) > 2 and not sparse, f"pages less than {MIN_FILL:.0%} full: {sparse}"
+
+
+def test_no_code_or_output_line_wraps(layout):
+    paper, report = layout
+    wrapped = [f"{r['chars']} characters: {r['line']}" for r in report["wrapped"]]
+    assert not wrapped, (f"lines too long for {paper} ({pdf.text_width_px(paper)} px); "
+                         "shorten them:\n" + "\n".join(wrapped))
 
 
 def test_bookmarks_list_the_questions_and_their_parts(rendered):
