@@ -43,8 +43,13 @@ DEBIAN_MATHJAX = Path("/usr/share/javascript/mathjax")  # fallback: Debian's lib
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 NOT_PRINTED = "no-pdf"  # a cell tag: the cell stays in the notebook and is left out of the PDF
 KEEP = "keep-with-next"  # given, for print only, to a Markdown cell that a code cell follows
-TALL = "hw1-tall"  # a code cell taller than TALL_SHARE of the page: it may break before its output
+TALL = "hw1-tall"  # a block without figures taller than TALL_SHARE of a page: it may break
 TALL_SHARE = 0.6
+MIN_SCALE = 0.8  # a figure may shrink to 80% of its width on the page to fit the room left there
+INLINE_DPI = 100  # matplotlib's inline figures: pixels per inch they were drawn at
+FIT_SLACK_PX = 12  # room kept free on a page when a figure is fitted to it
+MIN_FILL = 0.65  # a page less full than this makes room for the block pushed off it
+SPILL = 0.15  # a section's last page this empty holds lines a smaller figure lets back
 TIMEOUT_S = 300  # a guard against a hung browser, not a wait: printing starts when MathJax is done
 
 # Usual install places, tried after an override and Playwright's own Chromium.
@@ -82,9 +87,11 @@ pre, .highlight pre, .jp-OutputArea-output pre { white-space: pre-wrap !importan
   overflow-wrap: anywhere; }
 .jp-OutputArea-output img { max-width: 100%% !important; height: auto; }
 .jp-OutputArea-output, .MathJax_Display, .MJXc-display, tr { break-inside: avoid; }
+/* A display stays with the sentence that introduces it. */
+.MathJax_Display, .MJXc-display { break-before: avoid; }
 /* Each question starts a page. A code cell prints whole, so a figure or table stays with the
-   code that makes it, and so does the paragraph that introduces it (KEEP_TOGETHER), unless they
-   are too tall to (then they may break between paragraph, code and output, never inside one). */
+   code that makes it, and so does the paragraph that introduces it (KEEP_TOGETHER); only a tall
+   block of text may break, between paragraph, code and output, never inside one. */
 .jp-MarkdownCell:has(h2) { break-before: page; }
 .jp-CodeCell:not(.%(tall)s), .jp-CodeCell .jp-InputArea, .%(keep)s:not(.%(tall)s) {
   break-inside: avoid; }
@@ -102,8 +109,9 @@ WRAPPED = """() => [...document.querySelectorAll(".jp-CodeCell pre")].flatMap(pr
   return over ? [{line: longest.slice(0, 60), chars: longest.length}] : [];
 })"""
 # Before printing: the last paragraph of each Markdown cell that a code cell follows (the one
-# that introduces it) goes into one block with that code cell; then every code cell or such
-# block taller than ``limit`` (CSS px, laid out at the text width) is marked tall.
+# that introduces it, with any heading right above it) goes into one block with that code
+# cell; then every code cell or such block without a figure and taller than ``limit`` (CSS px,
+# at the text width) is marked tall.
 KEEP_TOGETHER = """([keep, tall, limit]) => {
   for (const cell of document.querySelectorAll(".jp-MarkdownCell:has(.celltag_" + keep + ")")) {
     const text = cell.querySelector(".jp-RenderedMarkdown"), next = cell.nextElementSibling;
@@ -115,10 +123,67 @@ KEEP_TOGETHER = """([keep, tall, limit]) => {
     intro.className = text.className;
     cell.after(block);
     intro.append(text.lastElementChild);
+    // A heading right above that paragraph goes with it.
+    while (text.lastElementChild && /^H[1-6]$/.test(text.lastElementChild.tagName)) {
+      intro.prepend(text.lastElementChild);
+    }
     block.append(intro, next);
   }
   const blocks = [...document.querySelectorAll(".jp-CodeCell, ." + keep)];
-  blocks.filter(b => b.getBoundingClientRect().height > limit).forEach(b => b.classList.add(tall));
+  blocks.filter(b => !b.querySelector("img") && b.getBoundingClientRect().height > limit)
+    .forEach(b => b.classList.add(tall));
+}"""
+# Pagination is measured, not guessed: a first print carries a tiny link at the top and the
+# bottom of every top-level block (MARK), which tells on which page and how far down each one
+# starts and ends; the links are then removed (UNMARK) before the print that is kept.
+MARK = """([origin, tall]) => {
+  const blocks = [...document.querySelector(".jp-Cell").parentElement.children];
+  return blocks.map((b, i) => {
+    // A tall block may break between its parts, so each part is marked on its own.
+    const parts = b.classList.contains(tall)
+      ? [...b.querySelectorAll(":scope > .jp-RenderedMarkdown, .jp-Cell-inputWrapper, "
+                               + ".jp-OutputArea-child")] : [b];
+    parts.forEach((part, j) => {
+      if (getComputedStyle(part).position === "static") part.style.position = "relative";
+      for (const [end, css] of [["s", "top: 0"], ["e", "bottom: 0"]]) {
+        const a = document.createElement("a");
+        a.className = "hw1-mark";
+        a.href = origin + "/" + end + i + "-" + j;
+        a.style.cssText = "position: absolute; left: 0; width: 1px; height: 1px; " + css;
+        part.append(a);
+      }
+    });
+    return {section: b.matches(".jp-MarkdownCell:has(h2)"), parts: parts.length,
+            figure: !!b.querySelector("img")};
+  });
+}"""
+UNMARK = """() => document.querySelectorAll(".hw1-mark").forEach(a => a.remove())"""
+# Makes room for block ``i`` in the ``left`` CSS px at the bottom of the page before it: shrinks
+# its one figure, by at most ``1 - min_scale`` and keeping within MAX_REDUCTION of the figure's
+# drawn size (``min_px`` CSS px per natural pixel); or else lets its introducing paragraph stay
+# on that page (where ``release`` allows). Returns what it did.
+MAKE_ROOM = """([keep, tall, fixes, minScale, minPx, slack]) => {
+  const blocks = [...document.querySelector(".jp-Cell").parentElement.children];
+  return fixes.map(([i, left, release]) => {
+    const b = blocks[i], height = b.getBoundingClientRect().height;
+    const images = b.querySelectorAll("img");
+    if (images.length === 1) {
+      const img = images[0], shown = img.getBoundingClientRect().height;
+      const target = Math.floor(shown - (height + slack - left));
+      if (target >= minScale * shown && target >= minPx * img.naturalHeight) {
+        img.style.height = target + "px";
+        img.style.width = "auto";
+        return "block " + i + ": figure shrunk from " + Math.round(shown) + " to " + target + " px";
+      }
+    }
+    const intro = b.firstElementChild;
+    if (release && b.classList.contains(keep) && !b.classList.contains(tall)
+        && intro.getBoundingClientRect().height + slack <= left) {
+      b.classList.add(tall);
+      return "block " + i + ": its introduction stays on the page before";
+    }
+    return null;
+  }).filter(x => x);
 }"""
 # Resolves once MathJax's start-up typesetting and everything queued after it have finished.
 # (The hooks return nothing: MathJax would wait for a callback that a hook returned.)
@@ -298,13 +363,105 @@ def to_pdf(notebook: Path | str, pdf: Path | str, paper: str = "letter",
     pdf = Path(pdf).resolve()
     width, height = PAPERS[paper]
     with typeset_page(to_html(notebook), paper, browser) as page:
-        tall = TALL_SHARE * (height - 2 * MARGIN_IN) * PX_PER_IN
-        page.evaluate(KEEP_TOGETHER, [KEEP, TALL, tall])
-        data = page.pdf(width=f"{width:.4f}in", height=f"{height:.4f}in",
-                        margin={side: f"{MARGIN_IN}in" for side in
-                                ("top", "right", "bottom", "left")},
-                        print_background=True, outline=True, tagged=True)
+        page.evaluate(KEEP_TOGETHER, [KEEP, TALL, TALL_SHARE * room_px(paper)])
+        fill_pages(page, paper)
+        data = _print(page, paper)
     return write_atomic(pdf, without_dates(data))  # a failed export never leaves half a PDF
+
+
+def room_px(paper: str) -> float:
+    """Height of the printable area of ``paper`` in CSS pixels (Letter 960)."""
+    return (PAPERS[paper][1] - 2 * MARGIN_IN) * PX_PER_IN
+
+
+def _print(page: Any, paper: str) -> bytes:
+    """The page printed on ``paper`` with the export's margins, bookmarks and tags."""
+    width, height = PAPERS[paper]
+    return page.pdf(width=f"{width:.4f}in", height=f"{height:.4f}in",
+                    margin={side: f"{MARGIN_IN}in" for side in ("top", "right", "bottom", "left")},
+                    print_background=True, outline=True, tagged=True)
+
+
+def block_pages(data: bytes, paper: str) -> dict[str, tuple[int, float]]:
+    """Where MARK's links printed: ``"s3"``/``"e3"`` (start/end of block 3) to (page, how far
+    down the printable area, 0 to 1)."""
+    import pypdf
+
+    top = (PAPERS[paper][1] - MARGIN_IN) * 72  # PDF points, from the bottom of the page
+    room = (PAPERS[paper][1] - 2 * MARGIN_IN) * 72
+    where = {}
+    for number, pdf_page in enumerate(pypdf.PdfReader(io.BytesIO(data)).pages):
+        for annot in pdf_page.get("/Annots") or []:
+            link = annot.get_object()
+            uri = str(link.get("/A", {}).get("/URI", ""))
+            if uri.startswith(ORIGIN + "/"):
+                y = (float(link["/Rect"][1]) + float(link["/Rect"][3])) / 2
+                where[uri.removeprefix(ORIGIN + "/")] = (number, (top - y) / room)
+    return where
+
+
+def page_fills(where: dict[str, tuple[int, float]], blocks: list[dict]) -> list[float]:
+    """How full each page is: down to the lowest part that ends on it, or full where a part
+    (a paragraph that breaks) runs on to the next page."""
+    pages = 1 + max(page for page, _ in where.values())
+    fill = [0.0] * pages
+    for i, block in enumerate(blocks):
+        for j in range(block["parts"]):
+            (first, _), (last, down) = where[f"s{i}-{j}"], where[f"e{i}-{j}"]
+            for page in range(first, last):
+                fill[page] = 1.0
+            fill[last] = max(fill[last], down)
+    return fill
+
+
+def _pull_back_spills(where: dict[str, tuple[int, float]], blocks: list[dict],
+                      fill: list[float], room: float) -> list[list]:
+    """For a page that ends a section holding only the last few lines of it (less than
+    SPILL full): the figure block above them, on the page before, shrunk by that much."""
+    sections = [i for i, b in enumerate(blocks) if b["section"]] + [len(blocks)]
+    fixes = []
+    for end in sections[1:]:
+        last_page = where[f"e{end - 1}-{blocks[end - 1]['parts'] - 1}"][0]
+        if fill[last_page] >= SPILL or last_page == 0:
+            continue
+        above = [i for i in range(end) if blocks[i]["figure"]
+                 and where[f"s{i}-0"][0] == where[f"e{i}-0"][0] == last_page - 1]
+        if above:
+            i = above[-1]
+            height = (where[f"e{i}-0"][1] - where[f"s{i}-0"][1]) * room
+            fixes.append([i, round(height - fill[last_page] * room), False])
+    return fixes
+
+
+def fill_pages(page: Any, paper: str, passes: int = 3) -> list[str]:
+    """Print, see which pages are less than MIN_FILL full, make room (MAKE_ROOM) for the block
+    that was pushed off each of them, and again, up to ``passes`` times. A page that ends a
+    question (the next starts with a second-level heading) and the last page may stay short.
+    Returns what was changed."""
+    done: list[str] = []
+    for _ in range(passes):
+        blocks = page.evaluate(MARK, [ORIGIN, TALL])
+        where = block_pages(_print(page, paper), paper)
+        page.evaluate(UNMARK)
+        if not blocks:
+            break
+        fill = page_fills(where, blocks)
+        firsts = {}  # page -> the block that starts at its top
+        for i in range(1, len(blocks)):
+            start = where[f"s{i}-0"][0]
+            if where[f"e{i - 1}-{blocks[i - 1]['parts'] - 1}"][0] < start:
+                firsts[start] = i
+        room = room_px(paper)
+        fixes = [[i, round((1 - fill[p - 1]) * room), True] for p, i in firsts.items()
+                 if fill[p - 1] < MIN_FILL and not blocks[i]["section"]]
+        fixes += _pull_back_spills(where, blocks, fill, room)
+        changed = page.evaluate(MAKE_ROOM, [KEEP, TALL, fixes, MIN_SCALE,
+                                            PX_PER_IN / (MAX_REDUCTION * INLINE_DPI),
+                                            FIT_SLACK_PX]) if fixes else []
+        if not changed:
+            break
+        done += changed
+    return done
 
 
 def without_dates(data: bytes) -> bytes:

@@ -61,7 +61,7 @@ def show_samples(samples: np.ndarray, fname: str | Path | None = None, nrow: int
                          f"{samples.dtype}: convert model outputs with plots.to_uint8.")
     grid = make_grid(torch.from_numpy(samples).permute(0, 3, 1, 2), nrow=nrow, padding=2)
     rows = int(np.ceil(len(samples) / nrow))
-    fig, ax = plt.subplots(figsize=(nrow * 0.38, rows * 0.38 + 0.4))
+    fig, ax = plt.subplots(figsize=(nrow * 0.36, rows * 0.36 + 0.4))
     ax.imshow(grid.permute(1, 2, 0).numpy())  # make_grid gives 3 channels, grey stays grey
     ax.set_title(title)
     ax.axis("off")
@@ -90,7 +90,7 @@ def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, ti
     epochs = len(test_losses) - 1
     x_train = np.linspace(0, epochs, len(train_losses))
     x_test = np.arange(epochs + 1)
-    fig, axes = plt.subplots(3, 1, figsize=(8, 5.6), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(8, 5.0), sharex=True)
     for i, (ax, name) in enumerate(zip(axes, LOSS_NAMES, strict=True)):
         ax.plot(x_train, train_losses[:, i], lw=0.6, alpha=0.7, label="train (per minibatch)")
         ax.plot(x_test, test_losses[:, i], "o-", ms=3, label="test (whole set)")
@@ -106,7 +106,7 @@ def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, ti
             ax.set_title(f"axis cut at {top:.1f}; {n} minibatch{'es' * (n != 1)} above it, the "
                          f"largest {train_losses[:, i].max():,.1f}\ntest at epoch 0: "
                          f"{test_losses[0, i]:,.1f}", loc="right", fontsize=8)
-        ax.legend(fontsize=8, loc="center right")
+    axes[0].legend(fontsize=8, loc="upper right")  # where the -ELBO panel has no data
     axes[-1].set_xlabel("epoch")
     fig.suptitle(title)
     fig.tight_layout()
@@ -120,7 +120,7 @@ def plot_seed_study(recipes: dict[str, dict[int, dict]], steps: int = 100,
 
     ``recipes`` maps a label to ``{seed: history}`` with the layout of ``train`` histories.
     """
-    fig, axes = plt.subplots(2, 1, figsize=(8, 5.6))
+    fig, axes = plt.subplots(2, 1, figsize=(8, 5.0))
     colours = plt.cm.tab10(np.arange(len(recipes)))
     width = 0.8 / len(recipes)
     for r, ((label, runs), colour) in enumerate(zip(recipes.items(), colours, strict=True)):
@@ -142,7 +142,7 @@ def plot_seed_study(recipes: dict[str, dict[int, dict]], steps: int = 100,
     axes[1].set_xlabel("seed")
     axes[1].set_ylabel(UNITS["-ELBO"])
     axes[1].set_title("test -ELBO after epochs 1, 2 and 3")
-    axes[1].legend(fontsize=7, ncol=2)
+    axes[1].legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return save(fig, fname)
 
@@ -156,7 +156,7 @@ def draw_made(made: MADE, fname: str | Path | None = None) -> Figure:
     gap = 1.5  # horizontal distance between units, room for the output labels
     pos = [[(gap * ((width - len(layer)) / 2 + k), len(layers) - 1 - j)
             for k in range(len(layer))] for j, layer in enumerate(layers)]
-    fig, ax = plt.subplots(figsize=(1.3 * width + 2, 1.5 * len(layers)))
+    fig, ax = plt.subplots(figsize=(1.3 * width + 2, 1.15 * len(layers)))
     colours = plt.cm.tab10(np.arange(made.n))
     source_degrees = set()  # degrees that have an outgoing edge, for the legend
     for j, mask in enumerate(made.masks):
@@ -212,7 +212,7 @@ def plot_flow_density(samples: np.ndarray, grid: tuple[np.ndarray, np.ndarray, n
 def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarray,
                       fname: str | Path | None = None) -> Figure:
     """Test-set encoder means projected to 2-D, coloured by digit; axes say their variance share."""
-    fig, ax = plt.subplots(figsize=(6.2, 4.8))
+    fig, ax = plt.subplots(figsize=(5.4, 4.0))
     sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6)
     ax.legend(*sc.legend_elements(), title="digit", fontsize=8, markerscale=1.5,
               loc="center left", bbox_to_anchor=(1, 0.5))

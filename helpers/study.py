@@ -56,18 +56,20 @@ def by_recipe(runs: dict[str, dict]) -> dict[str, dict[int, dict]]:
     return grouped
 
 
-def seed_table(runs: dict[int, dict], epochs: int = 3) -> str:
-    """Test -ELBO of each seed after epochs 1..``epochs``, then the median and the worst."""
-    seeds = sorted(runs)
-    values = torch.stack([runs[s]["test"][1:epochs + 1, 0] for s in seeds])
-    lines = ["seed  " + "".join(f"{f'epoch {e}':>10}" for e in range(1, epochs + 1))]
-    lines += [f"{s:<6}" + "".join(f"{v:10.2f}" for v in row) for s, row in zip(seeds, values,
-                                                                                strict=True)]
+def seed_table(recipes: dict[str, dict[int, dict]], epochs: tuple[int, ...] = (1, 2, 3)) -> str:
+    """Test -ELBO of each seed after each of ``epochs``, side by side for each named recipe
+    (``{name: {seed: history}}``), then the median, the worst and how far the worst is behind."""
+    seeds = sorted(set.intersection(*(set(runs) for runs in recipes.values())))
+    values = torch.cat([torch.stack([runs[s]["test"][list(epochs), 0] for s in seeds])
+                        for runs in recipes.values()], dim=1)
     median = values.median(0).values if len(seeds) % 2 else values.quantile(0.5, dim=0)
     worst = values.max(0).values
-    lines.append("median" + "".join(f"{v:10.2f}" for v in median))
-    lines.append("worst " + "".join(f"{v:10.2f}" for v in worst))
-    lines.append("behind" + "".join(f"{v:10.2f}" for v in worst - median))
+    width = 10 * len(epochs)
+    lines = ["      " + "".join(f"{name:^{width}}" for name in recipes)] * (len(recipes) > 1)
+    lines.append("seed  " + "".join(f"{f'epoch {e}':>10}" for _ in recipes for e in epochs))
+    rows = [(f"{s}", row) for s, row in zip(seeds, values, strict=True)]
+    rows += [("median", median), ("worst", worst), ("behind", worst - median)]
+    lines += [f"{name:<6}" + "".join(f"{v:10.2f}" for v in row) for name, row in rows]
     return "\n".join(lines)
 
 

@@ -81,14 +81,14 @@ class InterpolationExplorer:
 
     def frame_png(self) -> bytes:
         """The current state as one static PNG: the two end images, the decoded frame, the label."""
-        fig = Figure(figsize=(4.8, 1.9), dpi=100)
+        fig = Figure(figsize=(5.4, 1.9), dpi=100)
         tiles = [(self.ends.children[0].value, f"image a (test #{self.a.value})"),
                  (self.image.value, f"decoded, step {self.t.value} of {self.t.max}"),
                  (self.ends.children[1].value, f"image b (test #{self.b.value})")]
         for i, (png, title) in enumerate(tiles):
             ax = fig.add_subplot(1, 3, i + 1)
             ax.imshow(Image.open(io.BytesIO(png)), cmap="gray", vmin=0, vmax=255)
-            ax.set_title(title, fontsize=9)
+            ax.set_title(title, fontsize=8)
             ax.axis("off")
         t = self.t.value / self.t.max
         fig.suptitle(f"Interpolation explorer, static view: $z = {1 - t:.2f}\\,\\mu(x_a) + "

@@ -159,3 +159,12 @@ def test_a_cell_tagged_no_pdf_is_left_out(tmp_path):
     nbformat.write(nb, path)
     html = pdf.to_html(path)
     assert "Kept" in html and "SECRET_SETUP" not in html
+
+
+def test_page_fill_is_the_lowest_part_ending_on_a_page_or_full_where_one_runs_on():
+    where = {"s0-0": (0, 0.0), "e0-0": (0, 0.3),   # ends on page 0 at 30%
+             "s1-0": (0, 0.3), "e1-0": (1, 0.2),   # breaks across pages 0 and 1
+             "s2-0": (2, 0.0), "e2-0": (2, 0.4),   # a tall block in two parts on page 2
+             "s2-1": (2, 0.4), "e2-1": (2, 0.55)}
+    blocks = [{"parts": 1}, {"parts": 1}, {"parts": 2}]
+    assert pdf.page_fills(where, blocks) == [1.0, 0.2, 0.55]
