@@ -81,7 +81,14 @@ class InterpolationExplorer:
 
     def frame_png(self) -> bytes:
         """The current state as one static PNG: the two end images, the decoded frame, the label."""
-        fig = Figure(figsize=(5.4, 1.9), dpi=100)
+        buf = io.BytesIO()
+        self.frame_figure().savefig(buf, format="png", bbox_inches="tight",
+                                    metadata={"Software": None})
+        return buf.getvalue()
+
+    def frame_figure(self) -> Figure:
+        """The figure that ``frame_png`` saves."""
+        fig = Figure(figsize=(5.4, 2.1), dpi=100, layout="constrained")
         tiles = [(self.ends.children[0].value, f"image a (test #{self.a.value})"),
                  (self.image.value, f"decoded, step {self.t.value} of {self.t.max}"),
                  (self.ends.children[1].value, f"image b (test #{self.b.value})")]
@@ -93,9 +100,7 @@ class InterpolationExplorer:
         t = self.t.value / self.t.max
         fig.suptitle(f"Interpolation explorer, static view: $z = {1 - t:.2f}\\,\\mu(x_a) + "
                      f"{t:.2f}\\,\\mu(x_b)$", fontsize=10)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
-        return buf.getvalue()
+        return fig
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
         """The live widget for Jupyter, and the current frame as PNG for static views."""

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import plots
 from helpers.vae import VAE
 from helpers.widgets import VIEW, InterpolationExplorer, interpolation_widget, stable_widget_ids
 
@@ -68,6 +69,11 @@ def test_display_carries_the_live_widget_and_a_static_frame(explorer):
     assert frame.width > 3 * 84  # the two end images and the decoded frame side by side
     explorer.t.value = 7  # the static frame follows the widget's state
     assert explorer._repr_mimebundle_()["image/png"] != bundle["image/png"]
+
+
+def test_the_static_frame_has_no_overprinted_text(explorer):
+    explorer.t.value = 4
+    assert plots.text_overlaps(explorer.frame_figure()) == []
 
 
 def test_a_path_of_one_step_is_refused(mnist):
