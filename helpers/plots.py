@@ -265,3 +265,23 @@ def text_overlaps(fig: Figure, slack: float = 0.5) -> list[tuple[str, str]]:
     boxes = [(text, box.expanded(1, 1).padded(-slack)) for text, box in text_boxes(fig)]
     return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:]
             if box_a.overlaps(box_b)]
+
+
+def texts_cut_off(fig: Figure, slack: float = 0.5) -> list[str]:
+    """Texts of ``fig`` that would be cut: outside the area a tight save keeps, or outside the
+    clip box of a text drawn clipped (such as ``ax.text(..., clip_on=True)``)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    kept = fig.get_tightbbox(renderer).padded(0.1).transformed(fig.dpi_scale_trans)
+    cut = []
+    for text, box in text_boxes(fig):
+        area = kept
+        artist = next((t for t in fig.findobj(Text) if t.get_text() == text), None)
+        if artist is not None and artist.get_clip_on() and artist.get_clip_box() is not None:
+            area = artist.get_clip_box()
+        inner = box.padded(-slack)
+        if not (area.x0 <= inner.x0 and inner.x1 <= area.x1 and area.y0 <= inner.y0
+                and inner.y1 <= area.y1):
+            cut.append(text)
+    return cut

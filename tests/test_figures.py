@@ -86,6 +86,21 @@ def test_no_text_overprints_another_in_any_figure(made_with):
     assert {name: pairs for name, pairs in overlaps.items() if pairs} == {}
 
 
+def test_no_text_is_cut_off_in_any_figure(made_with):
+    figures = made_with[2][0]
+    assert {name: cut for name, fig in figures.items() if (cut := plots.texts_cut_off(fig))} == {}
+
+
+def test_the_cut_off_check_sees_a_text_beyond_the_edge_or_its_clip_box():
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.set_title("inside")
+    assert plots.texts_cut_off(fig) == []
+    ax.text(0.5, 2.0, "left out of the saved area", transform=ax.transAxes).set_in_layout(False)
+    ax.text(0.9, 0.5, "clipped at the axes", transform=ax.transAxes, clip_on=True)
+    assert sorted(plots.texts_cut_off(fig)) == ["clipped at the axes", "left out of the saved area"]
+    plt.close(fig)
+
+
 def test_the_overprint_check_sees_two_titles_that_collide():
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.set_title("a long title on the left of the axes", loc="left")
