@@ -185,6 +185,19 @@ MAKE_ROOM = """([keep, tall, fixes, minScale, minPx, slack]) => {
     return null;
   }).filter(x => x);
 }"""
+# Lets block ``top`` (first on its page) leave its introducing paragraph on the page before,
+# where ``above`` CSS px are free, if that frees enough room on its page for block ``pushed``,
+# which missed the ``free`` px left there. Returns what it did.
+MAKE_ROOM_ABOVE = """([keep, tall, top, pushed, free, above, slack]) => {
+  const blocks = [...document.querySelector(".jp-Cell").parentElement.children];
+  const b = blocks[top];
+  if (!b.classList.contains(keep) || b.classList.contains(tall)) return [];
+  const intro = b.firstElementChild.getBoundingClientRect().height;
+  const need = blocks[pushed].getBoundingClientRect().height + slack - free;
+  if (intro < need || intro + slack > above) return [];
+  b.classList.add(tall);
+  return ["block " + top + ": its introduction moves to the page before"];
+}"""
 # Resolves once MathJax's start-up typesetting and everything queued after it have finished.
 # (The hooks return nothing: MathJax would wait for a callback that a hook returned.)
 TYPESET_DONE = """() => new Promise(done => MathJax.Hub.Register.StartupHook("End", () => {
@@ -433,12 +446,14 @@ def _pull_back_spills(where: dict[str, tuple[int, float]], blocks: list[dict],
     return fixes
 
 
-def fill_pages(page: Any, paper: str, passes: int = 3) -> list[str]:
-    """Print, see which pages are less than MIN_FILL full, make room (MAKE_ROOM) for the block
-    that was pushed off each of them, and again, up to ``passes`` times. A page that ends a
+def fill_pages(page: Any, paper: str, passes: int = 8) -> list[str]:
+    """Print, find the first page less than MIN_FILL full (or a section ending in stray lines),
+    make room for what was pushed off it, and again, up to ``passes`` times. A page that ends a
     question (the next starts with a second-level heading) and the last page may stay short.
     Returns what was changed."""
     done: list[str] = []
+    tried: set[tuple] = set()
+    room = room_px(paper)
     for _ in range(passes):
         blocks = page.evaluate(MARK, [ORIGIN, TALL])
         where = block_pages(_print(page, paper), paper)
@@ -451,13 +466,34 @@ def fill_pages(page: Any, paper: str, passes: int = 3) -> list[str]:
             start = where[f"s{i}-0"][0]
             if where[f"e{i - 1}-{blocks[i - 1]['parts'] - 1}"][0] < start:
                 firsts[start] = i
-        room = room_px(paper)
-        fixes = [[i, round((1 - fill[p - 1]) * room), True] for p, i in firsts.items()
-                 if fill[p - 1] < MIN_FILL and not blocks[i]["section"]]
-        fixes += _pull_back_spills(where, blocks, fill, room)
-        changed = page.evaluate(MAKE_ROOM, [KEEP, TALL, fixes, MIN_SCALE,
-                                            PX_PER_IN / (MAX_REDUCTION * INLINE_DPI),
-                                            FIT_SLACK_PX]) if fixes else []
+        changed: list[str] = []
+        for p, i in sorted(firsts.items()):
+            free = round((1 - fill[p - 1]) * room)
+            if fill[p - 1] >= MIN_FILL or blocks[i]["section"] or (p, i) in tried:
+                continue
+            tried.add((p, i))
+            # In order of preference: shrink the pushed block's figure; let the page's own first
+            # block hand its introduction to the page before, which makes room for the pushed
+            # block whole; let the pushed block leave its introduction behind.
+            top = firsts.get(p - 1)
+            for remedy in ("shrink", "above", "release"):
+                if remedy == "above":
+                    if top is None or blocks[top]["section"]:
+                        continue
+                    changed = page.evaluate(MAKE_ROOM_ABOVE, [
+                        KEEP, TALL, top, i, free, round((1 - fill[p - 2]) * room), FIT_SLACK_PX])
+                else:
+                    changed = page.evaluate(MAKE_ROOM, [
+                        KEEP, TALL, [[i, free, remedy == "release"]], MIN_SCALE,
+                        PX_PER_IN / (MAX_REDUCTION * INLINE_DPI), FIT_SLACK_PX])
+                if changed:
+                    break
+            if changed:
+                break
+        if not changed:
+            changed = page.evaluate(MAKE_ROOM, [KEEP, TALL, _pull_back_spills(
+                where, blocks, fill, room), MIN_SCALE, PX_PER_IN / (MAX_REDUCTION * INLINE_DPI),
+                FIT_SLACK_PX])
         if not changed:
             break
         done += changed

@@ -123,6 +123,10 @@ def plot_seed_study(recipes: dict[str, dict[int, dict]], steps: int = 100,
     fig, axes = plt.subplots(2, 1, figsize=(8, 5.0))
     colours = plt.cm.tab10(np.arange(len(recipes)))
     width = 0.8 / len(recipes)
+    # A stalled seed's first epoch would squash the rest: the axis stops at 1.2 x the median
+    # after epoch 1, and values above it are marked on the top edge with their value.
+    firsts = [float(h["test"][1, 0]) for runs in recipes.values() for h in runs.values()]
+    top = 1.2 * float(np.median(firsts))
     for r, ((label, runs), colour) in enumerate(zip(recipes.items(), colours, strict=True)):
         for n, (seed, history) in enumerate(sorted(runs.items())):
             kl = np.asarray(history["train"])[:steps, 2]
@@ -131,9 +135,12 @@ def plot_seed_study(recipes: dict[str, dict[int, dict]], steps: int = 100,
             test = np.asarray(history["test"])[1:4, 0]
             x = seed + (r - (len(recipes) - 1) / 2) * width
             axes[1].plot([x] * len(test), test, color=colour, lw=0.8)
-            for epoch, (value, marker) in enumerate(zip(test, "os^", strict=False), start=1):
-                axes[1].scatter([x], [value], color=colour, marker=marker, s=18, zorder=3,
-                                label=f"{label}, epoch {epoch}" if n == 0 else None)
+            for value, marker in zip(test, "os^", strict=False):
+                axes[1].scatter([x], [min(value, top)], color=colour, marker=marker, s=18,
+                                zorder=3, clip_on=False)
+                if value > top:
+                    axes[1].annotate(f"{value:.1f}", (x, top), xytext=(4, -10),
+                                     textcoords="offset points", fontsize=8, color=colour)
     axes[0].set_yscale("log")
     axes[0].set_xlabel("Adam step")
     axes[0].set_ylabel(UNITS["KL"])
@@ -141,8 +148,9 @@ def plot_seed_study(recipes: dict[str, dict[int, dict]], steps: int = 100,
     axes[0].legend(fontsize=8)
     axes[1].set_xlabel("seed")
     axes[1].set_ylabel(UNITS["-ELBO"])
-    axes[1].set_title("test -ELBO after epochs 1, 2 and 3")
-    axes[1].legend(fontsize=8, ncol=2)
+    axes[1].set_title("test -ELBO after epoch 1 (●), 2 (■) and 3 (▲), colours as above\n"
+                      "a value above the axis is written beside its marker", fontsize=10)
+    axes[1].set_ylim(top=top)
     fig.tight_layout()
     return save(fig, fname)
 
@@ -212,7 +220,7 @@ def plot_flow_density(samples: np.ndarray, grid: tuple[np.ndarray, np.ndarray, n
 def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarray,
                       fname: str | Path | None = None) -> Figure:
     """Test-set encoder means projected to 2-D, coloured by digit; axes say their variance share."""
-    fig, ax = plt.subplots(figsize=(5.4, 4.0))
+    fig, ax = plt.subplots(figsize=(5.0, 3.7))
     sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6)
     ax.legend(*sc.legend_elements(), title="digit", fontsize=8, markerscale=1.5,
               loc="center left", bbox_to_anchor=(1, 0.5))

@@ -98,7 +98,7 @@ def difference_table(runs: dict[int, dict], baseline: dict[int, dict], epochs: i
     lines = ["seed  " + "".join(f"{f'epoch {e}':>10}" for e in range(1, epochs + 1))]
     for s in seeds:
         diff = runs[s]["test"][1:epochs + 1, 0] - baseline[s]["test"][1:epochs + 1, 0]
-        lines.append(f"{s:<6}" + "".join(f"{v:+10.2f}" for v in diff))
+        lines.append(f"{s:<6}" + "".join(f"{round(float(v), 2) + 0.0:+10.2f}" for v in diff))
     return "\n".join(lines)
 
 
@@ -119,7 +119,9 @@ def probe_table(probes: dict[str, dict[str, torch.Tensor]], steps: int = 6) -> s
 def log_sigma_table(probes: dict[str, dict[str, torch.Tensor]], steps: tuple[int, ...]) -> str:
     """Mean log sigma over the minibatch before each of ``steps``, one column per seed."""
     lines = ["before step" + "".join(f"{'seed ' + name[1:]:>8}" for name in probes)]
-    lines += [f"{step:<11}" + "".join(f"{v['log_sigma_mean'][step - 1]:+8.3f}"
+    def shown(value: torch.Tensor) -> str:
+        return f"{round(float(value), 3) + 0.0:+8.3f}"  # + 0.0: no "-0.000"
+    lines += [f"{step:<11}" + "".join(shown(v["log_sigma_mean"][step - 1])
                                       for v in probes.values()) for step in steps]
     return "\n".join(lines)
 
