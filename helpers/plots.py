@@ -224,8 +224,8 @@ def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarr
     sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6)
     ax.legend(*sc.legend_elements(), title="digit", fontsize=8, markerscale=1.5,
               loc="center left", bbox_to_anchor=(1, 0.5))
-    ax.set_xlabel(f"principal component 1 ({explained[0]:.0%} of the variance)")
-    ax.set_ylabel(f"principal component 2 ({explained[1]:.0%} of the variance)")
+    ax.set_xlabel(f"component 1 ({explained[0]:.0%} of the variance)")
+    ax.set_ylabel(f"component 2 ({explained[1]:.0%} of the variance)")
     ax.set_title(r"Test-set latent means $\mu(x)$, first two principal components")
     return save(fig, fname)
 
