@@ -396,12 +396,12 @@ def _print(page: Any, paper: str) -> bytes:
 
 
 def block_pages(data: bytes, paper: str) -> dict[str, tuple[int, float]]:
-    """Where MARK's links printed: ``"s3"``/``"e3"`` (start/end of block 3) to (page, how far
-    down the printable area, 0 to 1)."""
+    """Where MARK's links printed: ``"s3-0"``/``"e3-1"`` (start of block 3's first part, end of
+    its second) to (page, how far down the printable area, 0 to 1)."""
     import pypdf
 
     top = (PAPERS[paper][1] - MARGIN_IN) * 72  # PDF points, from the bottom of the page
-    room = (PAPERS[paper][1] - 2 * MARGIN_IN) * 72
+    room = room_px(paper) * 72 / PX_PER_IN
     where = {}
     for number, pdf_page in enumerate(pypdf.PdfReader(io.BytesIO(data)).pages):
         for annot in pdf_page.get("/Annots") or []:
@@ -411,6 +411,11 @@ def block_pages(data: bytes, paper: str) -> dict[str, tuple[int, float]]:
                 y = (float(link["/Rect"][1]) + float(link["/Rect"][3])) / 2
                 where[uri.removeprefix(ORIGIN + "/")] = (number, (top - y) / room)
     return where
+
+
+def _end(where: dict[str, tuple[int, float]], blocks: list[dict], i: int) -> tuple[int, float]:
+    """Where block ``i`` ends: the end of its last part."""
+    return where[f"e{i}-{blocks[i]['parts'] - 1}"]
 
 
 def page_fills(where: dict[str, tuple[int, float]], blocks: list[dict]) -> list[float]:
@@ -434,7 +439,7 @@ def _pull_back_spills(where: dict[str, tuple[int, float]], blocks: list[dict],
     sections = [i for i, b in enumerate(blocks) if b["section"]] + [len(blocks)]
     fixes = []
     for end in sections[1:]:
-        last_page = where[f"e{end - 1}-{blocks[end - 1]['parts'] - 1}"][0]
+        last_page = _end(where, blocks, end - 1)[0]
         if fill[last_page] >= SPILL or last_page == 0:
             continue
         above = [i for i in range(end) if blocks[i]["figure"]
@@ -451,6 +456,10 @@ def fill_pages(page: Any, paper: str, passes: int = 8) -> list[str]:
     make room for what was pushed off it, and again, up to ``passes`` times. A page that ends a
     question (the next starts with a second-level heading) and the last page may stay short.
     Returns what was changed."""
+    def make_room(fixes: list[list]) -> list[str]:
+        return page.evaluate(MAKE_ROOM, [KEEP, TALL, fixes, MIN_SCALE,
+                                         PX_PER_IN / (MAX_REDUCTION * INLINE_DPI), FIT_SLACK_PX])
+
     done: list[str] = []
     tried: set[tuple] = set()
     room = room_px(paper)
@@ -464,7 +473,7 @@ def fill_pages(page: Any, paper: str, passes: int = 8) -> list[str]:
         firsts = {}  # page -> the block that starts at its top
         for i in range(1, len(blocks)):
             start = where[f"s{i}-0"][0]
-            if where[f"e{i - 1}-{blocks[i - 1]['parts'] - 1}"][0] < start:
+            if _end(where, blocks, i - 1)[0] < start:
                 firsts[start] = i
         changed: list[str] = []
         for p, i in sorted(firsts.items()):
@@ -483,17 +492,13 @@ def fill_pages(page: Any, paper: str, passes: int = 8) -> list[str]:
                     changed = page.evaluate(MAKE_ROOM_ABOVE, [
                         KEEP, TALL, top, i, free, round((1 - fill[p - 2]) * room), FIT_SLACK_PX])
                 else:
-                    changed = page.evaluate(MAKE_ROOM, [
-                        KEEP, TALL, [[i, free, remedy == "release"]], MIN_SCALE,
-                        PX_PER_IN / (MAX_REDUCTION * INLINE_DPI), FIT_SLACK_PX])
+                    changed = make_room([[i, free, remedy == "release"]])
                 if changed:
                     break
             if changed:
                 break
         if not changed:
-            changed = page.evaluate(MAKE_ROOM, [KEEP, TALL, _pull_back_spills(
-                where, blocks, fill, room), MIN_SCALE, PX_PER_IN / (MAX_REDUCTION * INLINE_DPI),
-                FIT_SLACK_PX])
+            changed = make_room(_pull_back_spills(where, blocks, fill, room))
         if not changed:
             break
         done += changed

@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.text import Text
@@ -248,8 +248,8 @@ def plot_active_units(kl_per_dim: np.ndarray, activity: np.ndarray, threshold: f
     return save(fig, fname)
 
 
-def text_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
-    """Every text ``fig`` draws with its box in pixels; a legend counts as one box."""
+def _drawn_texts(fig: Figure) -> tuple[RendererAgg, list[tuple[Text | Legend, Bbox]]]:
+    """Lay ``fig`` out; every text it draws, and each legend as one piece, with its box in px."""
     canvas = FigureCanvasAgg(fig)  # a closed figure has lost its canvas; lay it out again
     canvas.draw()
     renderer = canvas.get_renderer()
@@ -263,9 +263,15 @@ def text_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
             for tick in axis.get_major_ticks() + axis.get_minor_ticks():
                 if not low - 1e-9 * (high - low) <= tick.get_loc() <= high + 1e-9 * (high - low):
                     skip.update((id(tick.label1), id(tick.label2)))
-    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+    texts = [t for t in fig.findobj(Text)
              if id(t) not in skip and t.get_visible() and t.get_text().strip()]
-    return boxes + [("legend", leg.get_window_extent(renderer)) for leg in legends]
+    return renderer, [(a, a.get_window_extent(renderer)) for a in [*texts, *legends]]
+
+
+def text_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
+    """Every text ``fig`` draws with its box in pixels; a legend counts as one box."""
+    return [(a.get_text() if isinstance(a, Text) else "legend", box)
+            for a, box in _drawn_texts(fig)[1]]
 
 
 def text_overlaps(fig: Figure, slack: float = 0.5) -> list[tuple[str, str]]:
@@ -278,18 +284,14 @@ def text_overlaps(fig: Figure, slack: float = 0.5) -> list[tuple[str, str]]:
 def texts_cut_off(fig: Figure, slack: float = 0.5) -> list[str]:
     """Texts of ``fig`` that would be cut: outside the area a tight save keeps, or outside the
     clip box of a text drawn clipped (such as ``ax.text(..., clip_on=True)``)."""
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    renderer = canvas.get_renderer()
+    renderer, drawn = _drawn_texts(fig)
     kept = fig.get_tightbbox(renderer).padded(0.1).transformed(fig.dpi_scale_trans)
     cut = []
-    for text, box in text_boxes(fig):
-        area = kept
-        artist = next((t for t in fig.findobj(Text) if t.get_text() == text), None)
-        if artist is not None and artist.get_clip_on() and artist.get_clip_box() is not None:
-            area = artist.get_clip_box()
+    for artist, box in drawn:
+        clipped = artist.get_clip_on() and artist.get_clip_box() is not None
+        area = artist.get_clip_box() if clipped else kept
         inner = box.padded(-slack)
         if not (area.x0 <= inner.x0 and inner.x1 <= area.x1 and area.y0 <= inner.y0
                 and inner.y1 <= area.y1):
-            cut.append(text)
+            cut.append(artist.get_text() if isinstance(artist, Text) else "legend")
     return cut

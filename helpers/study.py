@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -66,7 +67,7 @@ def seed_table(recipes: dict[str, dict[int, dict]], epochs: tuple[int, ...] = (1
     worst = values.max(0).values
     width = 10 * len(epochs)
     lines = ["      " + "".join(f"{name:^{width}}" for name in recipes)] * (len(recipes) > 1)
-    lines.append("seed  " + "".join(f"{f'epoch {e}':>10}" for _ in recipes for e in epochs))
+    lines.append(_epoch_header([e for _ in recipes for e in epochs]))
     rows = [(f"{s}", row) for s, row in zip(seeds, values, strict=True)]
     rows += [("median", median), ("worst", worst), ("behind", worst - median)]
     lines += [f"{name:<6}" + "".join(f"{v:10.2f}" for v in row) for name, row in rows]
@@ -95,11 +96,21 @@ def peak_table(recipes: dict[str, dict[int, dict]], steps: int = 50) -> str:
 def difference_table(runs: dict[int, dict], baseline: dict[int, dict], epochs: int) -> str:
     """Per seed in both: test -ELBO of ``runs`` minus that of ``baseline``, epochs 1..``epochs``."""
     seeds = sorted(set(runs) & set(baseline))
-    lines = ["seed  " + "".join(f"{f'epoch {e}':>10}" for e in range(1, epochs + 1))]
+    lines = [_epoch_header(range(1, epochs + 1))]
     for s in seeds:
         diff = runs[s]["test"][1:epochs + 1, 0] - baseline[s]["test"][1:epochs + 1, 0]
-        lines.append(f"{s:<6}" + "".join(f"{round(float(v), 2) + 0.0:+10.2f}" for v in diff))
+        lines.append(f"{s:<6}" + "".join(_signed(v, 2, 10) for v in diff))
     return "\n".join(lines)
+
+
+def _epoch_header(epochs: Iterable[int]) -> str:
+    """The header of a per-seed table with one 10-character column per epoch."""
+    return "seed  " + "".join(f"{f'epoch {e}':>10}" for e in epochs)
+
+
+def _signed(value: float | torch.Tensor, digits: int, width: int) -> str:
+    """``value`` with its sign, never as a negative zero ("-0.00")."""
+    return f"{round(float(value), digits) + 0.0:+{width}.{digits}f}"
 
 
 PROBE = REPO_ROOT / "checkpoints" / "first-steps.pt"  # ``probe`` of seeds 0-7, plain recipe
@@ -119,9 +130,7 @@ def probe_table(probes: dict[str, dict[str, torch.Tensor]], steps: int = 6) -> s
 def log_sigma_table(probes: dict[str, dict[str, torch.Tensor]], steps: tuple[int, ...]) -> str:
     """Mean log sigma over the minibatch before each of ``steps``, one column per seed."""
     lines = ["before step" + "".join(f"{'seed ' + name[1:]:>8}" for name in probes)]
-    def shown(value: torch.Tensor) -> str:
-        return f"{round(float(value), 3) + 0.0:+8.3f}"  # + 0.0: no "-0.000"
-    lines += [f"{step:<11}" + "".join(shown(v["log_sigma_mean"][step - 1])
+    lines += [f"{step:<11}" + "".join(_signed(v["log_sigma_mean"][step - 1], 3, 8)
                                       for v in probes.values()) for step in steps]
     return "\n".join(lines)
 
