@@ -7,8 +7,8 @@ import math
 import torch
 
 from helpers.data import PAD, batches
-from helpers.kl import gaussian_kl_terms
-from helpers.vae import IMAGE_SHAPE, VAE, P, logvar, reconstruction_loss, single_threaded
+from helpers.kl import gaussian_kl, gaussian_kl_terms
+from helpers.vae import IMAGE_SHAPE, VAE, P, exact_neg_elbo, logvar, single_threaded
 
 
 @torch.no_grad()
@@ -20,25 +20,48 @@ def latent_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[t
 
 
 @torch.no_grad()
-def draw_sd(model: VAE, x: torch.Tensor, n: int | None = None, draws: int = 4,
-            batch_size: int = 500) -> float:
-    """Standard deviation, over draws of z, of the one-draw -ELBO averaged over ``n`` images.
+def test_draws(model: VAE, x: torch.Tensor, draws: int = 4,
+               batch_size: int = 500) -> torch.Tensor:
+    """[-ELBO, recon, KL, recon on the padding] averaged over ``x``, for each of ``draws`` draws.
 
-    Only the sampled z changes between draws (the KL is in closed form), so each image of ``x``
-    is decoded ``draws`` times; the variance of a mean over ``n`` independent images is their
-    mean per-image variance divided by ``n`` (default: the number of images in ``x``).
+    Each image is encoded once and decoded ``draws`` times: only z changes between draws (the KL
+    is in closed form). Per draw the batches and random numbers are those of
+    ``train.evaluate``, so the first draw repeats it when started from the same seed.
     """
-    if draws < 2:
-        raise ValueError(f"draws must be at least 2 to measure a spread, got {draws}.")
-    total = 0.0  # summed on the host: MPS has no float64
-    for xb in batches(x, batch_size, shuffle=False):
-        xb = xb.to(model.device)
-        mu, log_sigma = model.encode(xb)
-        recon = torch.stack([reconstruction_loss(model.decode(mu + log_sigma.exp()
-                                                              * torch.randn_like(mu)), xb)
-                             for _ in range(draws)])
-        total += recon.var(0).sum().item()
-    return math.sqrt(total / x.shape[0] / (n or x.shape[0]))
+    codes = [(xb, *model.encode(xb)) for xb in
+             (b.to(model.device) for b in batches(x, batch_size, shuffle=False))]
+    outer = torch.ones(IMAGE_SHAPE, dtype=torch.bool, device=model.device)
+    outer[:, PAD:-PAD, PAD:-PAD] = False
+    rows = []
+    for _ in range(draws):
+        total = [0.0] * 4  # summed on the host in double precision (MPS has no float64)
+        for xb, mu, log_sigma in codes:
+            z = mu + log_sigma.exp() * torch.randn_like(mu)
+            err = (model.decode(z) - xb).pow(2)
+            recon = err.flatten(1).sum(1).mean()
+            kl = gaussian_kl(mu, logvar(log_sigma)).mean()
+            batch = torch.stack([recon + kl, recon, kl, err[:, outer].sum() / xb.shape[0]])
+            total = [t + v * xb.shape[0] for t, v in zip(total, batch.tolist(), strict=True)]
+        rows.append([t / x.shape[0] for t in total])
+    return torch.tensor(rows)
+
+
+def final_table(recorded: torch.Tensor, test: torch.Tensor, train: torch.Tensor) -> str:
+    """The final numbers side by side: the test row recorded after training, fresh test draws
+    (their mean; rows of ``test_draws``), a training-set draw, and test minus train."""
+    def with_exact(v: torch.Tensor) -> list[float]:
+        return [float(v[0]), float(v[1]), float(v[2]), float(exact_neg_elbo(v[1], v[2]))]
+
+    columns = {"test, epoch 20": with_exact(recorded), "test, 4 draws": with_exact(test.mean(0)),
+               "train 10,000": with_exact(train)}
+    columns["test - train"] = [a - b for a, b in zip(columns["test, 4 draws"],
+                                                     columns["train 10,000"], strict=True)]
+    lines = [f"{'':<19}" + "".join(f"{c:>15}" for c in columns)]
+    for i, name in enumerate(("-ELBO", "reconstruction", "KL", "exact -ELBO (nats)")):
+        lines.append(f"{name:<19}" + "".join(f"{v[i]:15.2f}" for v in columns.values()))
+    lines.append(f"test -ELBO over the 4 draws: {test[:, 0].min():.2f} to {test[:, 0].max():.2f};"
+                 f" squared error on the 240 padding pixels: {test[:, 3].mean():.3f}")
+    return "\n".join(lines)
 
 
 def log_normal(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
@@ -72,20 +95,6 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, n_samples: int = 100,
         iw.append(torch.logsumexp(log_w, dim=0) - math.log(n_samples))
         elbo.append(log_w.mean(0))  # same samples: Jensen makes iw >= elbo per image
     return torch.cat(iw), torch.cat(elbo)
-
-
-@torch.no_grad()
-def padding_split(model: VAE, x: torch.Tensor, batch_size: int = 500) -> tuple[float, float]:
-    """Mean squared error per image on the 28x28 digit and on its 2-pixel padding (one z each)."""
-    inner = torch.zeros(IMAGE_SHAPE, dtype=torch.bool, device=model.device)
-    inner[:, PAD:-PAD, PAD:-PAD] = True
-    digit = padding = 0.0  # summed on the host in double precision (MPS has no float64)
-    for xb in batches(x, batch_size, shuffle=False):
-        xb = xb.to(model.device)
-        err = (xb - model(xb)[0]).pow(2)
-        d, p = torch.stack([err[:, inner].sum(), err[:, ~inner].sum()]).tolist()
-        digit, padding = digit + d, padding + p
-    return digit / x.shape[0], padding / x.shape[0]
 
 
 def active_units(mu: torch.Tensor, log_sigma: torch.Tensor,

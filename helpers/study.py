@@ -3,6 +3,7 @@
     python -m helpers.study run --name plain --seeds 0 1 2 3 4 5 6 7 --epochs 3 --warmup 0
     python -m helpers.study collect checkpoints/training-study.pt runs/study/*.pt
     python -m helpers.study probe --seeds 0 1 2 --steps 50     # the first Adam steps, measured
+    python -m helpers.study tables       # every table of docs/training-study.md, from the files
 
 Each run trains with ``helpers.train.train`` into ``runs/study/<name>-<precision>-s<seed>.pt``
 (resumable: start the same command again after an interruption). ``collect`` keeps only the
@@ -113,6 +114,14 @@ def _signed(value: float | torch.Tensor, digits: int, width: int) -> str:
     return f"{round(float(value), digits) + 0.0:+{width}.{digits}f}"
 
 
+def epoch_table(test: torch.Tensor, epochs: tuple[int, ...]) -> str:
+    """The recorded test [-ELBO, recon, KL] after each of ``epochs`` (0: at initialisation)."""
+    lines = ["test set      " + "".join(f"{f'epoch {e}':>9}" for e in epochs)]
+    for i, name in enumerate(("-ELBO", "reconstruction", "KL")):
+        lines.append(f"{name:<14}" + "".join(f"{test[e, i]:9.2f}" for e in epochs))
+    return "\n".join(lines)
+
+
 PROBE = REPO_ROOT / "checkpoints" / "first-steps.pt"  # ``probe`` of seeds 0-7, plain recipe
 
 
@@ -133,6 +142,23 @@ def log_sigma_table(probes: dict[str, dict[str, torch.Tensor]], steps: tuple[int
     lines += [f"{step:<11}" + "".join(_signed(v["log_sigma_mean"][step - 1], 3, 8)
                                       for v in probes.values()) for step in steps]
     return "\n".join(lines)
+
+
+def probe_line(probe: dict[str, torch.Tensor], step: int) -> str:
+    """One probed run at ``step``: its minibatch KL and the mean log sigma before it."""
+    return (f"plain seed 2, step {step}: minibatch KL {probe['KL'][step - 1]:,.1f} nats, "
+            f"mean log σ before it {probe['log_sigma_mean'][step - 1]:.2f}")
+
+
+def precision_line(runs: dict[int, dict], baseline: dict[int, dict], epoch: int) -> str:
+    """Test -ELBO of ``runs`` minus ``baseline`` per seed after ``epoch``, and the baseline's
+    spread over seeds (largest minus smallest)."""
+    seeds = sorted(set(runs) & set(baseline))
+    base = torch.stack([baseline[s]["test"][epoch, 0] for s in seeds])
+    diff = torch.stack([runs[s]["test"][epoch, 0] for s in seeds]) - base
+    return (f"bf16 - fp32, test -ELBO after epoch {epoch}, seeds {seeds[0]}-{seeds[-1]}: "
+            + ", ".join(_signed(d, 2, 0) for d in diff)
+            + f"; fp32 spread over seeds {base.max() - base.min():.2f}")
 
 
 def load_probe(path: Path = PROBE) -> dict[str, dict[str, torch.Tensor]]:
@@ -211,8 +237,34 @@ def kl_of_sigma(log_sigma: float) -> float:
 # ---------------------------------------------------------------------------- entry
 
 
+def tables() -> str:
+    """Every table of docs/training-study.md, computed from the shipped history files."""
+    probes, recipes = load_probe(), by_recipe(train.load_histories(STUDY))
+    plain, warm = recipes["plain fp32"], recipes["warmup200 fp32"]
+    fp32 = {s: warm[s] for s in recipes["warmup200 bf16"]}
+    update = "".join(f"{f'seed {n[1:]}':>9}" for n in probes)
+    update = [f"{'step':<8}{update}"] + [f"{i:<8}" + "".join(
+        f"{v['head_update'][i - 1]:9.3f}" for v in probes.values()) for i in (6, 25, 48)]
+    sections = [
+        ("plain recipe, first steps of seeds 2 and 1",
+         probe_table({s: probes[s] for s in ("s2", "s1")}, steps=6)),
+        ("mean log σ before steps 2-5", log_sigma_table(probes, (2, 3, 4, 5))),
+        ("size of the encoder head's update (plain recipe)", "\n".join(update)),
+        ("largest minibatch KL of the first 100 steps",
+         peak_table({"plain": plain, "warm-up 200": warm}, steps=100)),
+        ("test -ELBO by recipe (fp32)", seed_table({"plain": plain, "warm-up 200": warm})),
+        ("warm-up 200, test -ELBO by training precision",
+         seed_table({"fp32": fp32, "bf16": recipes["warmup200 bf16"]}, epochs=(1, 3, 5))),
+        ("bf16 minus fp32, test -ELBO", difference_table(recipes["warmup200 bf16"], fp32, 5)),
+        ("plain recipe, test -ELBO with log σ and with log σ²",
+         seed_table({"log σ": {s: plain[s] for s in range(3)},
+                     "log σ²": recipes["plain fp32 logvar"]}, epochs=(1, 3, 5))),
+    ]
+    return "\n\n".join(f"## {title}\n{table}" for title, table in sections)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: ``run``, ``collect`` or ``probe``."""
+    """Command-line entry: ``run``, ``collect``, ``probe`` or ``tables``."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train one recipe over several seeds")
@@ -229,7 +281,10 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--steps", type=int, default=50)
     q.add_argument("--warmup", type=int, default=0)
     q.add_argument("--out", type=Path, required=True)
+    sub.add_parser("tables", help="print the tables of docs/training-study.md")
     args = p.parse_args(argv)
+    if args.cmd == "tables":
+        return print(tables())
     if args.cmd == "run":
         config = train.Config(epochs=args.epochs, warmup=args.warmup, precision=args.precision)
         run_seeds(args.name, config, args.seeds)

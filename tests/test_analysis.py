@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from helpers import analysis
+from helpers import analysis, train
 from helpers.vae import VAE, reconstruction_loss
 
 
@@ -82,20 +82,24 @@ def test_aggregate_variance_is_the_mixtures_variance():
     assert torch.allclose(z.var(0), expected, atol=0.05)
 
 
-def test_padding_split_adds_up_to_the_reconstruction_term(mnist):
+def test_the_first_draw_repeats_evaluate_and_the_padding_is_part_of_the_reconstruction(mnist):
     torch.manual_seed(0)
     model = VAE().eval()
-    x = mnist.test_x[:40]
+    x = mnist.test_x[:80]
     torch.manual_seed(4)
-    digit, padding = analysis.padding_split(model, x, batch_size=40)
+    draws = analysis.test_draws(model, x, draws=3, batch_size=40)
     torch.manual_seed(4)
-    x_hat = model(x)[0]  # the same sampled z
-    assert digit + padding == pytest.approx(((x - x_hat) ** 2).sum().item() / 40, rel=1e-5)
-    ring = (x - x_hat)[..., :, :2].pow(2).sum() + (x - x_hat)[..., :, -2:].pow(2).sum()
-    assert padding > ring.item() / 40  # the ring also has top and bottom rows
+    assert torch.allclose(draws[0, :3], train.evaluate(model, x, batch_size=40), rtol=1e-5)
+    assert torch.allclose(draws[:, 0], draws[:, 1] + draws[:, 2], rtol=1e-5)
+    assert (draws[:, 2] == draws[0, 2]).all()  # the KL is in closed form: no draw changes it
+    assert (draws[:, 1] != draws[0, 1]).any()  # the reconstruction does
+    torch.manual_seed(4)
+    x_hat = model(x[:40])[0]  # the first batch's sampled z
+    ring = (x[:40] - x_hat)[..., :, :2].pow(2).sum() + (x[:40] - x_hat)[..., :, -2:].pow(2).sum()
+    assert 0 < ring.item() / 40 / 2 < draws[0, 3] < draws[0, 1]  # padding also has top rows
 
 
-def test_draw_sd_predicts_how_much_a_whole_set_estimate_moves_between_draws(mnist):
+def test_the_spread_of_draws_is_that_of_whole_set_estimates(mnist):
     torch.manual_seed(0)
     model = VAE().eval()
     x = mnist.test_x[:100]
@@ -103,10 +107,6 @@ def test_draw_sd_predicts_how_much_a_whole_set_estimate_moves_between_draws(mnis
         mu, log_sigma = model.encode(x)
         means = [reconstruction_loss(model.decode(mu + log_sigma.exp() * torch.randn_like(mu)),
                                      x).mean().item() for _ in range(60)]
-    measured = torch.tensor(means).std().item()  # the spread of 60 whole-set estimates
-    predicted = analysis.draw_sd(model, x, draws=4, batch_size=30)
-    assert predicted == pytest.approx(measured, rel=0.3)
-    # Averaging over 4 times as many images halves the spread.
-    assert analysis.draw_sd(model, x, n=400) == pytest.approx(predicted / 2, rel=0.3)
-    with pytest.raises(ValueError, match="at least 2"):
-        analysis.draw_sd(model, x, draws=1)
+    measured = torch.tensor(means).std().item()  # 60 whole-set estimates, written out here
+    spread = analysis.test_draws(model, x, draws=60, batch_size=30)[:, 0].std().item()
+    assert spread == pytest.approx(measured, rel=0.3)
