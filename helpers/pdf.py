@@ -110,23 +110,26 @@ def launch(browser: str | None = None) -> Iterator[tuple[Any, str]]:
     """The first browser of ``browser_candidates`` that starts, with its path or channel."""
     sync_api = _playwright()
     with sync_api.sync_playwright() as p:
+        skipped = []
         for option in browser_candidates(browser, p.chromium.executable_path):
             name = option.get("executable_path") or option["channel"]
             try:
                 chromium = p.chromium.launch(**option, args=BROWSER_ARGS, timeout=60_000)
             except sync_api.Error as e:
-                if "channel" in option and "is not found" in str(e):
-                    continue  # that channel is not installed here
-                raise NoBrowserError(f"{name} did not start ({str(e).splitlines()[0]}). Get a "
-                                     f"browser Playwright can drive with:\n\n    {GET_BROWSER}"
-                                     ) from e
+                reason = str(e).splitlines()[0].removeprefix("BrowserType.launch: ")
+                if "channel" in option:  # most often not installed: try the next
+                    skipped.append(f"\n    {name}: {reason}")
+                    continue
+                raise NoBrowserError(f"{name} did not start ({reason}). Get a browser "
+                                     f"Playwright can drive with:\n\n    {GET_BROWSER}") from e
             try:
                 yield chromium, name
             finally:
                 chromium.close()
             return
-        raise NoBrowserError(f"no Chrome, Chromium or Edge found. Get one with:\n\n    "
-                             f"{GET_BROWSER}\n\nor name one with --browser PATH or ${BROWSER_ENV}.")
+        raise NoBrowserError(f"no Chrome, Chromium or Edge found{':' if skipped else '.'}"
+                             f"{''.join(skipped)}\n\nGet one with:\n\n    {GET_BROWSER}\n\n"
+                             f"or name one with --browser PATH or ${BROWSER_ENV}.")
 
 
 def which_browser(override: str | None = None) -> str:
