@@ -11,12 +11,13 @@ import functools
 from collections.abc import Callable
 
 import torch
-from IPython.display import SVG, Image
+from IPython.display import Image
 from matplotlib.figure import Figure
 
 from helpers import analysis, flows, plots
 from helpers.data import MNIST
 from helpers.made import MADE
+from helpers.plots import SVG
 from helpers.vae import VAE
 
 FIGURES: dict[str, Callable[..., Figure]] = {}

@@ -19,7 +19,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from IPython.display import SVG, Image
+from IPython.display import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -76,10 +76,23 @@ def save(fig: Figure, fname: str | Path | None) -> SVG | Image:
     return displayed(data, kind)
 
 
+class SVG:
+    """Saved SVG bytes, which a notebook shows as they are from the ``<svg`` tag on (HTML, where
+    the notebook's SVG goes, takes no XML prolog; IPython's SVG would re-serialise the rest)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def _repr_svg_(self) -> str:
+        """The SVG element, byte for byte as saved."""
+        text = self.data.decode("utf-8")
+        return text[text.index("<svg"):]
+
+
 def displayed(data: bytes, kind: str) -> SVG | Image:
     """The notebook's view of saved figure bytes; a PNG shows at its printed size."""
     if kind == "svg":
-        return SVG(data=data)
+        return SVG(data)
     width_px = int.from_bytes(data[16:20], "big")  # the PNG header's width field
     return Image(data=data, format="png", width=round(width_px * CSS_PX_PER_IN / GRID_DPI))
 
@@ -280,7 +293,7 @@ def made_figure(made: MADE, output: int = 3) -> Figure:
     width = max(len(layer) for layer in layers)
     pos = [[((width - len(layer)) / 2 + k, len(layers) - 1 - j) for k in range(len(layer))]
            for j, layer in enumerate(layers)]
-    fig = Figure(figsize=(6.6, 3.4), layout="constrained")
+    fig = Figure(figsize=(6.6, 3.3), layout="constrained")
     ax = fig.subplots()
     bold = paths_into(made, output - 1)
     styles = {"removed": dict(color="0.6", lw=0.7, ls=(0, (3, 3))),
