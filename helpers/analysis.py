@@ -8,15 +8,24 @@ import torch
 
 from helpers.data import PAD, batches
 from helpers.kl import gaussian_kl, gaussian_kl_terms
-from helpers.vae import IMAGE_SHAPE, VAE, P, exact_neg_elbo, logvar, single_threaded
+from helpers.vae import IMAGE_SHAPE, VAE, P, exact_neg_elbo, float64_on_cpu, logvar
 
 
 @torch.no_grad()
-@single_threaded
 def latent_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, ...]:
-    """Encoder ``mu`` and ``log_sigma`` for every image of ``x``, on the CPU (for statistics)."""
+    """Encoder ``mu`` and ``log_sigma`` for every image of ``x``, on the CPU (for statistics).
+
+    Computed in float64 (see ``float64_on_cpu``): the PCA figure and the printed statistics
+    come out the same on every CPU. Returned in float32.
+    """
+    mu, log_sigma = float64_on_cpu(_encode_all)(model, x, batch_size)
+    return mu.cpu(), log_sigma.cpu()
+
+
+def _encode_all(model: VAE, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, ...]:
+    """``model.encode`` of every image of ``x``, in batches, concatenated."""
     parts = [model.encode(xb.to(model.device)) for xb in batches(x, batch_size, shuffle=False)]
-    return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 @torch.no_grad()

@@ -1,7 +1,9 @@
-"""Every figure of the notebook. Each function draws one figure, saves it as PNG, returns it.
+"""Every figure of the notebook: each ``*_figure`` function draws one, ``save`` writes it.
 
-Figures are closed before they are returned, so a notebook shows each exactly once: where a cell
-returns it (or passes it to ``display``), not again at the end of the cell.
+Plots and diagrams are saved as SVG (vector; dense scatters rasterised inside them), image grids
+as PNG at a whole number of output pixels per image pixel, never smoothed. ``save`` returns the
+saved bytes as a display object, so the notebook shows exactly what figures/ holds. The same
+call writes the same bytes every time (no dates, no software names, a fixed SVG id salt).
 
 ``plot_vae_training_plot`` and ``show_samples`` keep the signatures and array conventions of
 the course's helper code (CS294-158), so the same arrays can be handed to either.
@@ -9,17 +11,19 @@ the course's helper code (CS294-158), so the same arrays can be handed to either
 
 from __future__ import annotations
 
+import io
+import math
 import os
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from IPython.display import Image
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.legend import Legend
-from matplotlib.text import Text
-from matplotlib.transforms import Bbox
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
 from helpers.data import PAD, REPO_ROOT
@@ -28,17 +32,74 @@ from helpers.vae import LOSS_NAMES
 
 # HW1_FIGURES lets the tests execute the notebook without touching the committed figures.
 FIGURES = Path(os.environ.get("HW1_FIGURES", REPO_ROOT / "figures"))
+SVG_RC = {"svg.hashsalt": "hw1", "svg.fonttype": "path"}  # fixed ids; text as outlines
+RASTER_DPI = 200  # rasterised parts of an SVG (dense scatters and curves)
+GRID_SCALE = 4  # output pixels per image pixel (each one a GRID_SCALE x GRID_SCALE block)
+GRID_DPI = 300  # so a 10 x 10 grid of 28 x 28 digits prints 4 in wide
+CSS_PX_PER_IN = 96
 
 
-def save(fig: Figure, fname: str | Path | None) -> Figure:
-    """Save ``fig`` (relative names go under figures/) and return it."""
+def figure_path(fname: str | Path) -> Path:
+    """Where ``fname`` is saved: relative names go under figures/."""
+    path = Path(fname)
+    return path if path.is_absolute() else FIGURES / path
+
+
+def svg_bytes(fig: Figure) -> bytes:
+    """``fig`` as SVG, cropped to its contents; the same bytes on every call."""
+    buf = io.BytesIO()
+    with matplotlib.rc_context(SVG_RC):
+        fig.savefig(buf, format="svg", bbox_inches="tight", dpi=RASTER_DPI,
+                    metadata={"Date": None, "Creator": None})
+    return buf.getvalue()
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """``fig`` as PNG at its own dpi, uncropped (so image pixels stay on whole output pixels)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def save(fig: Figure, fname: str | Path | None) -> SVG | Image:
+    """Write ``fig`` to ``fname`` (SVG for a plot, PNG for an image grid: the name says which,
+    relative names go under figures/) and return those bytes, displayable in a notebook."""
+    kind = "png" if is_grid(fig) else "svg"
+    if fname is not None and Path(fname).suffix != f".{kind}":
+        raise ValueError(f"{fname}: this figure is saved as {kind.upper()}; name it "
+                         f"{Path(fname).stem}.{kind}.")
+    data = png_bytes(fig) if kind == "png" else svg_bytes(fig)
     if fname is not None:
-        path = Path(fname)
-        path = path if path.is_absolute() else FIGURES / path
+        path = figure_path(fname)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return fig
+        path.write_bytes(data)
+    return displayed(data, kind)
+
+
+class SVG:
+    """Saved SVG bytes, which a notebook shows as they are from the ``<svg`` tag on (HTML, where
+    the notebook's SVG goes, takes no XML prolog; IPython's SVG would re-serialise the rest)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def _repr_svg_(self) -> str:
+        """The SVG element, byte for byte as saved."""
+        text = self.data.decode("utf-8")
+        return text[text.index("<svg"):]
+
+
+def displayed(data: bytes, kind: str) -> SVG | Image:
+    """The notebook's view of saved figure bytes; a PNG shows at its printed size."""
+    if kind == "svg":
+        return SVG(data)
+    width_px = int.from_bytes(data[16:20], "big")  # the PNG header's width field
+    return Image(data=data, format="png", width=round(width_px * CSS_PX_PER_IN / GRID_DPI))
+
+
+def is_grid(fig: Figure) -> bool:
+    """Whether ``fig`` is an image grid (drawn by ``grid_figure``)."""
+    return bool(fig.images) and not fig.axes
 
 
 def to_uint8(x: torch.Tensor, crop: bool = True) -> np.ndarray:
@@ -52,76 +113,124 @@ def to_uint8(x: torch.Tensor, crop: bool = True) -> np.ndarray:
     return ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def show_samples(samples: np.ndarray, fname: str | Path | None = None, nrow: int = 10,
-                 title: str = "Samples") -> Figure:
-    """A grid of (N, H, W, C) uint8 images, ``nrow`` per row (the course helper's convention)."""
+def image_grid(samples: np.ndarray, nrow: int = 10) -> np.ndarray:
+    """(N, H, W, C) uint8 images as one (rows, cols, 3) uint8 grid, 2 px apart (make_grid)."""
     samples = np.asarray(samples)
     if samples.ndim != 4 or samples.dtype != np.uint8:
         raise ValueError(f"expected (N, H, W, C) uint8 images, got {samples.shape} "
                          f"{samples.dtype}: convert model outputs with plots.to_uint8.")
     grid = make_grid(torch.from_numpy(samples).permute(0, 3, 1, 2), nrow=nrow, padding=2)
-    rows = int(np.ceil(len(samples) / nrow))
-    fig, ax = plt.subplots(figsize=(nrow * 0.36, rows * 0.36 + 0.4))
-    ax.imshow(grid.permute(1, 2, 0).numpy())  # make_grid gives 3 channels, grey stays grey
-    ax.set_title(title)
-    ax.axis("off")
-    return save(fig, fname)
+    return grid.permute(1, 2, 0).numpy()  # make_grid gives 3 channels, grey stays grey
+
+
+def grid_figure(grid: np.ndarray, title: str, scale: int = GRID_SCALE,
+                fontsize: float = 9) -> Figure:
+    """``grid`` enlarged ``scale`` times without smoothing, with ``title`` above it.
+
+    The grid is pasted pixel for pixel (``figimage``) at a whole-pixel offset, so each grid
+    pixel is an exact ``scale`` x ``scale`` block of the saved PNG.
+    """
+    big = np.kron(grid, np.ones((scale, scale, 1), dtype=np.uint8))
+    height, width = big.shape[:2]
+    fig = Figure(dpi=GRID_DPI)
+    text = fig.text(0.5, 1, title, ha="center", va="center", fontsize=fontsize)
+    text_box = text.get_window_extent(FigureCanvasAgg(fig).get_renderer())
+    band = math.ceil(2.2 * text_box.height)  # the title's band above the grid, in px
+    full = max(width, 2 * math.ceil(text_box.width / 2 + 0.1 * GRID_DPI))  # even side margins
+    # A quarter pixel more than the size: the canvas truncates inches x dpi to whole pixels.
+    fig.set_size_inches((full + 0.25) / GRID_DPI, (height + band + 0.25) / GRID_DPI)
+    fig.figimage(big, xo=(full - width) // 2, yo=0, origin="upper")
+    text.set_position((0.5, 1 - band / 2 / (height + band)))
+    return fig
+
+
+def samples_figure(samples: np.ndarray, nrow: int = 10, title: str = "Samples") -> Figure:
+    """A grid of (N, H, W, C) uint8 images, ``nrow`` per row (the course helper's convention)."""
+    return grid_figure(image_grid(samples, nrow), title)
+
+
+def show_samples(samples: np.ndarray, fname: str | Path | None = None, nrow: int = 10,
+                 title: str = "Samples") -> Image:
+    """``samples_figure``, saved as PNG to ``fname`` and returned for display."""
+    return save(samples_figure(samples, nrow, title), fname)
 
 
 # Units of each column: the assignment's reconstruction term is a squared error, not nats.
 UNITS = {"-ELBO": "squared error + nats", "reconstruction": "squared error", "KL": "nats"}
-TITLES = {"-ELBO": "-ELBO", "reconstruction": "reconstruction (summed over 1024 pixels)",
-          "KL": "KL"}
+ROWS = {"-ELBO": "-ELBO", "reconstruction": "reconstruction", "KL": "KL"}
 
 
-def y_top(train_column: np.ndarray, test_column: np.ndarray) -> float:
-    """Where a curve's y-axis is cut: 1.1 x max(99th pct. of minibatches, test after epoch 0)."""
-    return 1.1 * max(np.percentile(train_column, 99), test_column[1:].max())
+def zoom_limits(values: np.ndarray) -> tuple[float, float]:
+    """A y-range holding ``values`` with 8% to spare on each side."""
+    low, high = float(values.min()), float(values.max())
+    pad = 0.08 * (high - low) or 0.5
+    return low - pad, high + pad
 
 
-def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, title: str,
-                           fname: str | Path | None = None) -> Figure:
+def training_curves_figure(train_losses: np.ndarray, test_losses: np.ndarray,
+                           title: str) -> Figure:
     """Train curves per minibatch and test curves per epoch, columns [-ELBO, recon, KL].
 
-    Stacked so the figure prints at full page width. Values above the cut (the first Adam
-    steps, the untrained model) are marked by triangles on the top edge.
+    One row per loss term: on the left every epoch on a log axis (the first steps are ~10x the
+    rest); on the right epochs 2 to the end, zoomed to the test values and to each epoch's
+    mean minibatch loss (drawn mid-epoch), so the decline and the train-test gap can be read.
     """
     train_losses, test_losses = np.asarray(train_losses), np.asarray(test_losses)
     epochs = len(test_losses) - 1
     x_train = np.linspace(0, epochs, len(train_losses))
     x_test = np.arange(epochs + 1)
-    fig, axes = plt.subplots(3, 1, figsize=(8, 5.0), sharex=True)
-    for i, (ax, name) in enumerate(zip(axes, LOSS_NAMES, strict=True)):
-        ax.plot(x_train, train_losses[:, i], lw=0.6, alpha=0.7, label="train (per minibatch)")
-        ax.plot(x_test, test_losses[:, i], "o-", ms=3, label="test (whole set)")
-        ax.set_title(TITLES[name], loc="left")
-        ax.set_ylabel(UNITS[name])
-        if len(train_losses) and epochs:  # the first steps are ~10x larger; show the tail
-            top = y_top(train_losses[:, i], test_losses[:, i])
-            above = train_losses[:, i] > top
-            ax.set_ylim(0, top)
-            ax.plot(x_train[above], np.full(above.sum(), top), "v", ms=4, color="C3",
-                    clip_on=False, label="cut off (value above the axis)")
-            n = int(above.sum())
-            ax.set_title(f"axis cut at {top:.1f}; {n} minibatch{'es' * (n != 1)} above it, the "
-                         f"largest {train_losses[:, i].max():,.1f}\ntest at epoch 0: "
-                         f"{test_losses[0, i]:,.1f}", loc="right", fontsize=8)
-    axes[0].legend(fontsize=8, loc="upper right")  # where the -ELBO panel has no data
-    axes[-1].set_xlabel("epoch")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save(fig, fname)
+    first = min(2, epochs)  # where the zoom starts
+    means = np.array([part.mean(0) for part in np.array_split(train_losses, epochs)])
+    x_means = np.arange(1, epochs + 1) - 0.5
+    fig = Figure(figsize=(7, 5.2), layout="constrained")
+    axes = fig.subplots(3, 2, sharex="col")
+    for i, name in enumerate(LOSS_NAMES):
+        left, right = axes[i]
+        left.plot(x_train, train_losses[:, i], lw=0.5, alpha=0.7, rasterized=True,
+                  label="train (per minibatch)")  # ~9,000 points: an image inside the SVG
+        left.plot(x_test, test_losses[:, i], "o-", ms=3, lw=1, color="C1",
+                  label="test (whole set, per epoch)")
+        left.set_yscale("log")
+        left.set_ylabel(f"{ROWS[name]}\n({UNITS[name]})", fontsize=9)
+        late, late_means, late_test = x_train >= first, x_means >= first, x_test >= first
+        right.plot(x_train[late], train_losses[late, i], lw=0.5, alpha=0.3, rasterized=True)
+        right.plot(x_means[late_means], means[late_means, i], "s-", ms=3, lw=1, color="C0",
+                   label="train (mean of each epoch)")
+        right.plot(x_test[late_test], test_losses[late_test, i], "o-", ms=3, lw=1, color="C1")
+        if late_test.any():
+            right.set_ylim(*zoom_limits(np.concatenate([means[late_means, i],
+                                                        test_losses[late_test, i]])))
+            right.set_xlim(first - 0.6, epochs + 0.3)
+    axes[0, 0].set_title("every epoch (log scale)", fontsize=9)
+    axes[0, 1].set_title(f"epochs {first} to {epochs} (zoomed)", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    for ax in axes.flat:
+        ax.tick_params(labelsize=8, which="both")
+    (minibatch, test), (mean,) = (ax.get_legend_handles_labels()[0] for ax in axes[0])
+    handles = [minibatch, mean, test]
+    fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncol=3,
+               fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return fig
 
 
-def plot_seed_study(recipes: dict[str, dict[int, dict]], steps: int = 100,
-                    fname: str | Path | None = None) -> Figure:
+def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, title: str,
+                           fname: str | Path | None = None) -> SVG:
+    """``training_curves_figure``, saved as SVG to ``fname`` and returned for display."""
+    return save(training_curves_figure(train_losses, test_losses, title), fname)
+
+
+def seed_study_figure(recipes: dict[str, dict[int, dict]], steps: int = 100) -> Figure:
     """Per seed and recipe: minibatch KL over the first ``steps`` Adam steps, and test -ELBO
     after each of the first three epochs.
 
     ``recipes`` maps a label to ``{seed: history}`` with the layout of ``train`` histories.
     """
-    fig, axes = plt.subplots(2, 1, figsize=(8, 5.0))
-    colours = plt.cm.tab10(np.arange(len(recipes)))
+    fig = Figure(figsize=(7, 4.6), layout="constrained")
+    axes = fig.subplots(2, 1)
+    colours = matplotlib.colormaps["tab10"](np.arange(len(recipes)))
     width = 0.8 / len(recipes)
     # A stalled seed's first epoch would squash the rest: the axis stops at 1.2 x the median
     # after epoch 1, and values above it are marked on the top edge with their value.
@@ -142,156 +251,171 @@ def plot_seed_study(recipes: dict[str, dict[int, dict]], steps: int = 100,
                     axes[1].annotate(f"{value:.1f}", (x, top), xytext=(4, -10),
                                      textcoords="offset points", fontsize=8, color=colour)
     axes[0].set_yscale("log")
-    axes[0].set_xlabel("Adam step")
-    axes[0].set_ylabel(UNITS["KL"])
-    axes[0].set_title(f"minibatch KL in the first {steps} steps, one line per seed")
+    axes[0].set_xlabel("Adam step", fontsize=9)
+    axes[0].set_ylabel(UNITS["KL"], fontsize=9)
+    axes[0].set_title(f"minibatch KL in the first {steps} steps, one line per seed", fontsize=10)
     axes[0].legend(fontsize=8)
-    axes[1].set_xlabel("seed")
-    axes[1].set_ylabel(UNITS["-ELBO"])
+    axes[1].set_xlabel("seed", fontsize=9)
+    axes[1].set_ylabel(UNITS["-ELBO"], fontsize=9)
     axes[1].set_title("test -ELBO after epoch 1 (●), 2 (■) and 3 (▲), colours as above\n"
-                      "a value above the axis is written beside its marker", fontsize=10)
+                      "a value above the axis is written beside its marker", fontsize=9)
     axes[1].set_ylim(top=top)
-    fig.tight_layout()
-    return save(fig, fname)
+    for ax in axes:
+        ax.tick_params(labelsize=8, which="both")
+    return fig
 
 
-def draw_made(made: MADE, fname: str | Path | None = None) -> Figure:
-    """MADE's units labelled with their degrees (inputs also x_1..x_n), and only the connections
-    its masks keep, coloured by the degree of their source unit (with a legend)."""
+def plot_seed_study(recipes: dict[str, dict[int, dict]], steps: int = 100,
+                    fname: str | Path | None = None) -> SVG:
+    """``seed_study_figure``, saved as SVG to ``fname`` and returned for display."""
+    return save(seed_study_figure(recipes, steps), fname)
+
+
+def paths_into(made: MADE, output: int) -> list[set[tuple[int, int]]]:
+    """Per mask, the (target, source) unit pairs on some path into output unit ``output``."""
+    reach = {output}  # units of the current layer from which ``output`` can be reached
+    edges: list[set[tuple[int, int]]] = []
+    for mask in reversed(made.masks):
+        kept = {(int(t), int(s)) for t, s in zip(*np.nonzero(mask.numpy()), strict=True)
+                if t in reach}
+        edges.insert(0, kept)
+        reach = {s for _, s in kept}
+    return edges
+
+
+def made_figure(made: MADE, output: int = 3) -> Figure:
+    """MADE's units labelled with their degrees, every connection a mask keeps (solid) or
+    removes (faint, dashed), and every path into output ``output`` drawn bold: it starts only
+    at x_1 .. x_{output-1}."""
     layers = [d.tolist() for d in made.degrees] + [list(range(1, made.n + 1))]
     names = ["input"] + [f"hidden {i}" for i in range(1, len(made.degrees))] + ["output"]
+    masks = [f"$M^{{{j}}}$" for j in range(1, len(made.masks))] + [r"$M^{\mathrm{out}}$"]
     width = max(len(layer) for layer in layers)
-    gap = 1.5  # horizontal distance between units, room for the output labels
-    pos = [[(gap * ((width - len(layer)) / 2 + k), len(layers) - 1 - j)
-            for k in range(len(layer))] for j, layer in enumerate(layers)]
-    fig, ax = plt.subplots(figsize=(1.3 * width + 2, 1.15 * len(layers)))
-    colours = plt.cm.tab10(np.arange(made.n))
-    source_degrees = set()  # degrees that have an outgoing edge, for the legend
+    pos = [[((width - len(layer)) / 2 + k, len(layers) - 1 - j) for k in range(len(layer))]
+           for j, layer in enumerate(layers)]
+    fig = Figure(figsize=(6.6, 3.3), layout="constrained")
+    ax = fig.subplots()
+    bold = paths_into(made, output - 1)
+    styles = {"removed": dict(color="0.6", lw=0.7, ls=(0, (3, 3))),
+              "kept": dict(color="0.35", lw=0.9, ls="-"),
+              "bold": dict(color="black", lw=2.2, ls="-")}
     for j, mask in enumerate(made.masks):
-        for out_k, in_k in zip(*np.nonzero(mask.numpy()), strict=True):
-            (x0, y0), (x1, y1) = pos[j][in_k], pos[j + 1][out_k]
-            ax.plot([x0, x1], [y0, y1], color=colours[layers[j][in_k] - 1], lw=1, alpha=0.6)
-            source_degrees.add(layers[j][in_k])
+        mask = mask.numpy()
+        for t in range(mask.shape[0]):
+            for s in range(mask.shape[1]):
+                kind = "bold" if (t, s) in bold[j] else "kept" if mask[t, s] else "removed"
+                (x0, y0), (x1, y1) = pos[j][s], pos[j + 1][t]
+                ax.plot([x0, x1], [y0, y1], zorder=2 if kind == "bold" else 1, **styles[kind])
+        ax.text(width - 0.35, len(layers) - 1.5 - j, f"mask {masks[j]}", ha="left",
+                va="center", fontsize=9)
+    starts = {s for _, s in bold[0]}
     for j, layer in enumerate(layers):
         for k, m in enumerate(layer):
             x, y = pos[j][k]
-            ax.scatter([x], [y], s=650, color="white", edgecolor="black", zorder=3)
-            ax.text(x, y, str(m), ha="center", va="center", fontsize=11, zorder=4)
+            thick = (j == 0 and k in starts) or (j == len(layers) - 1 and m == output)
+            ax.scatter([x], [y], s=240, color="white", edgecolor="black", zorder=3,
+                       linewidths=2.2 if thick else 0.9)
+            ax.text(x, y, str(m), ha="center", va="center", fontsize=9, zorder=4)
             if j == 0:  # inputs: the variable each one is (input x_d has degree d)
-                ax.text(x, y + 0.3, f"$x_{m}$", ha="center", va="bottom", fontsize=12)
+                ax.text(x, y + 0.22, f"$x_{m}$", ha="center", va="bottom", fontsize=10)
             if j == len(layers) - 1:  # outputs: the conditional each one parameterises
                 cond = f"$p(x_{m})$" if m == 1 else f"$p(x_{m} \\mid x_{{<{m}}})$"
-                ax.text(x, y - 0.32, cond, ha="center", va="top", fontsize=10)
-        ax.text(-1.3, pos[j][0][1], names[j], ha="right", va="center", fontsize=10)
-    ax.set_title(f"MADE with n = {made.n} inputs: the number in each input or hidden unit is its "
-                 "degree,\noutputs are numbered by their index d; an edge exists only where the "
-                 "mask is 1", fontsize=11)
-    handles = [plt.Line2D([], [], color=colours[m - 1], lw=2) for m in sorted(source_degrees)]
-    ax.legend(handles, [f"from a unit of degree {m}" for m in sorted(source_degrees)],
-              loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize=10,
-              frameon=False, title="edge colour (degree of the edge's source unit)",
-              title_fontsize=10)
-    ax.set_xlim(-3.2, gap * width)
-    ax.set_ylim(-0.8, len(layers) - 0.25)
+                ax.text(x, y - 0.22, cond, ha="center", va="top", fontsize=9)
+        ax.text(-0.55, pos[j][0][1], names[j], ha="right", va="center", fontsize=9)
+    handles = [Line2D([], [], **styles[k]) for k in ("kept", "removed", "bold")]
+    ax.legend(handles, ["kept by the mask (1)", "removed by the mask (0)",
+                        f"on a path into output {output}"],
+              loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8,
+              frameon=False, handlelength=2.5)
+    ax.set_title(f"MADE, n = {made.n}: the number in a unit is its degree; outputs are "
+                 f"numbered d.\nOutput {output} is reached only from "
+                 + ", ".join(f"$x_{d}$" for d in range(1, output)), fontsize=9)
+    ax.set_xlim(-1.6, width + 0.55)
+    ax.set_ylim(-0.75, len(layers) - 0.55)
     ax.axis("off")
-    return save(fig, fname)
+    return fig
 
 
-def plot_flow_density(samples: np.ndarray, grid: tuple[np.ndarray, np.ndarray, np.ndarray],
-                      fname: str | Path | None = None) -> Figure:
+def draw_made(made: MADE, fname: str | Path | None = None) -> SVG:
+    """``made_figure``, saved as SVG to ``fname`` and returned for display."""
+    return save(made_figure(made), fname)
+
+
+def flow_density_figure(samples: np.ndarray,
+                        grid: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Figure:
     """Samples z_t of the flow beside the density q_t from the formula, on the same axes."""
     gx, gy, density = grid
     # Constrained layout gives the colour bar its own room: both panels keep the same size.
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), layout="constrained")
-    axes[0].scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.3)
-    axes[0].set_title(r"samples $z_t = g_3(g_2(g_1(z_0)))$, $z_0 \sim \mathcal{N}(0, I)$")
-    filled = axes[1].contourf(gx, gy, density, levels=30, cmap="viridis")
-    axes[1].set_title(r"$q_t(z_t)$ from the formula")
-    fig.colorbar(filled, ax=axes[1], label=r"density $q_t$", shrink=0.85)
+    fig = Figure(figsize=(7, 3.3), layout="constrained")
+    axes = fig.subplots(1, 2)
+    axes[0].scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.3, rasterized=True)
+    axes[0].set_title(r"samples $z_t = g_3(g_2(g_1(z_0)))$, $z_0 \sim \mathcal{N}(0, I)$",
+                      fontsize=9)
+    # Rasterised too: 30 filled levels as vectors weigh ~0.4 MB and show seams between them.
+    filled = axes[1].contourf(gx, gy, density, levels=30, cmap="viridis", rasterized=True)
+    axes[1].set_title(r"$q_t(z_t)$ from the formula", fontsize=9)
+    bar = fig.colorbar(filled, ax=axes[1], shrink=0.85)
+    bar.set_label(r"density $q_t$", fontsize=9)
+    bar.ax.tick_params(labelsize=8)
     for ax in axes:
-        ax.set_xlabel(r"first coordinate of $z_t$")
-        ax.set_ylabel(r"second coordinate of $z_t$")
+        ax.set_xlabel(r"first coordinate of $z_t$", fontsize=9)
+        ax.set_ylabel(r"second coordinate of $z_t$", fontsize=9)
         ax.set_aspect("equal")
         ax.set_xlim(gx.min(), gx.max())
         ax.set_ylim(gy.min(), gy.max())
-    return save(fig, fname)
+        ax.tick_params(labelsize=8)
+    return fig
+
+
+def plot_flow_density(samples: np.ndarray, grid: tuple[np.ndarray, np.ndarray, np.ndarray],
+                      fname: str | Path | None = None) -> SVG:
+    """``flow_density_figure``, saved as SVG to ``fname`` and returned for display."""
+    return save(flow_density_figure(samples, grid), fname)
+
+
+def latent_means_figure(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarray) -> Figure:
+    """Test-set encoder means projected to 2-D, coloured by digit; axes say their variance share."""
+    fig = Figure(figsize=(5.0, 3.7), layout="constrained")
+    ax = fig.subplots()
+    sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6,
+                    rasterized=True)
+    ax.legend(*sc.legend_elements(), title="digit", fontsize=8, title_fontsize=9,
+              markerscale=1.5, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set_xlabel(f"component 1 ({explained[0]:.0%} of the variance)", fontsize=9)
+    ax.set_ylabel(f"component 2 ({explained[1]:.0%} of the variance)", fontsize=9)
+    ax.set_title(r"Test-set latent means $\mu(x)$, first two principal components",
+                 fontsize=9)
+    ax.tick_params(labelsize=8)
+    return fig
 
 
 def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarray,
-                      fname: str | Path | None = None) -> Figure:
-    """Test-set encoder means projected to 2-D, coloured by digit; axes say their variance share."""
-    fig, ax = plt.subplots(figsize=(5.0, 3.7))
-    sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6)
-    ax.legend(*sc.legend_elements(), title="digit", fontsize=8, markerscale=1.5,
-              loc="center left", bbox_to_anchor=(1, 0.5))
-    ax.set_xlabel(f"component 1 ({explained[0]:.0%} of the variance)")
-    ax.set_ylabel(f"component 2 ({explained[1]:.0%} of the variance)")
-    ax.set_title(r"Test-set latent means $\mu(x)$, first two principal components")
-    return save(fig, fname)
+                      fname: str | Path | None = None) -> SVG:
+    """``latent_means_figure``, saved as SVG to ``fname`` and returned for display."""
+    return save(latent_means_figure(mu_2d, labels, explained), fname)
 
 
-def plot_active_units(kl_per_dim: np.ndarray, activity: np.ndarray, threshold: float = 0.01,
-                      fname: str | Path | None = None) -> Figure:
+def active_units_figure(kl_per_dim: np.ndarray, activity: np.ndarray,
+                        threshold: float = 0.01) -> Figure:
     """Mean KL per latent dimension, and the activity Cov_x(E_q[z_u]) against its threshold."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.5))
+    fig = Figure(figsize=(7, 2.7), layout="constrained")
+    axes = fig.subplots(1, 2)
     dims = np.arange(1, len(kl_per_dim) + 1)
     axes[0].bar(dims, kl_per_dim)
-    axes[0].set_title("mean KL per latent dimension (nats)")
+    axes[0].set_title("mean KL per latent dimension (nats)", fontsize=9)
     axes[1].bar(dims, activity, color=["C0" if a > threshold else "C3" for a in activity])
     axes[1].axhline(threshold, color="k", ls="--", lw=1)
     axes[1].set_yscale("log")
-    axes[1].set_title(r"activity $\mathrm{Var}_x(\mu_u(x))$; active above the dashed line")
+    axes[1].set_title(r"activity $\mathrm{Var}_x(\mu_u(x))$; active above the dashed line",
+                      fontsize=9)
     for ax in axes:
-        ax.set_xlabel("latent dimension u")
+        ax.set_xlabel("latent dimension u", fontsize=9)
         ax.set_xticks(dims)
-    fig.tight_layout()
-    return save(fig, fname)
+        ax.tick_params(labelsize=8, which="both")
+    return fig
 
 
-def _drawn_texts(fig: Figure) -> tuple[RendererAgg, list[tuple[Text | Legend, Bbox]]]:
-    """Lay ``fig`` out; every text it draws, and each legend as one piece, with its box in px."""
-    canvas = FigureCanvasAgg(fig)  # a closed figure has lost its canvas; lay it out again
-    canvas.draw()
-    renderer = canvas.get_renderer()
-    legends = [leg for leg in fig.findobj(Legend) if leg.get_visible()]
-    skip = {id(t) for leg in legends for t in leg.findobj(Text)}
-    for ax in fig.axes:  # hidden axes, and tick labels outside the view, are not drawn
-        for axis in (ax.xaxis, ax.yaxis):
-            if not ax.axison or not axis.get_visible():
-                skip.update(id(t) for t in axis.findobj(Text))
-            low, high = sorted(axis.get_view_interval())
-            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
-                if not low - 1e-9 * (high - low) <= tick.get_loc() <= high + 1e-9 * (high - low):
-                    skip.update((id(tick.label1), id(tick.label2)))
-    texts = [t for t in fig.findobj(Text)
-             if id(t) not in skip and t.get_visible() and t.get_text().strip()]
-    return renderer, [(a, a.get_window_extent(renderer)) for a in [*texts, *legends]]
-
-
-def text_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
-    """Every text ``fig`` draws with its box in pixels; a legend counts as one box."""
-    return [(a.get_text() if isinstance(a, Text) else "legend", box)
-            for a, box in _drawn_texts(fig)[1]]
-
-
-def text_overlaps(fig: Figure, slack: float = 0.5) -> list[tuple[str, str]]:
-    """Pairs of texts (or legends) of ``fig`` whose boxes overlap by more than ``slack`` px."""
-    boxes = [(text, box.expanded(1, 1).padded(-slack)) for text, box in text_boxes(fig)]
-    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:]
-            if box_a.overlaps(box_b)]
-
-
-def texts_cut_off(fig: Figure, slack: float = 0.5) -> list[str]:
-    """Texts of ``fig`` that would be cut: outside the area a tight save keeps, or outside the
-    clip box of a text drawn clipped (such as ``ax.text(..., clip_on=True)``)."""
-    renderer, drawn = _drawn_texts(fig)
-    kept = fig.get_tightbbox(renderer).padded(0.1).transformed(fig.dpi_scale_trans)
-    cut = []
-    for artist, box in drawn:
-        clipped = artist.get_clip_on() and artist.get_clip_box() is not None
-        area = artist.get_clip_box() if clipped else kept
-        inner = box.padded(-slack)
-        if not (area.x0 <= inner.x0 and inner.x1 <= area.x1 and area.y0 <= inner.y0
-                and inner.y1 <= area.y1):
-            cut.append(artist.get_text() if isinstance(artist, Text) else "legend")
-    return cut
+def plot_active_units(kl_per_dim: np.ndarray, activity: np.ndarray, threshold: float = 0.01,
+                      fname: str | Path | None = None) -> SVG:
+    """``active_units_figure``, saved as SVG to ``fname`` and returned for display."""
+    return save(active_units_figure(kl_per_dim, activity, threshold), fname)

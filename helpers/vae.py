@@ -15,6 +15,7 @@ Adaptations MNIST forces (everything else is the assignment's, layer for layer):
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Callable
@@ -31,22 +32,40 @@ LOSS_NAMES = ("-ELBO", "reconstruction", "KL")  # the order of ``losses`` and of
 SCALES = ("log_sigma", "logvar")  # how the encoder's second half is read: log sigma or log sigma^2
 
 
-def single_threaded(fn: Callable) -> Callable:
-    """Run ``fn`` on one CPU thread, so its float rounding cannot depend on the thread count.
+def float64_on_cpu(fn: Callable) -> Callable:
+    """Run ``fn(model, ...)`` on a float64 copy of the model on the CPU, one thread; its tensors
+    come back in float32 on the model's device.
 
-    How a kernel splits a reduction over threads changes the last bits of the result, and a last
-    bit can flip a pixel's rounding to uint8. The figures are made from these functions, so they
-    come out byte-identical on every run. (The calls are small: one thread costs little.)
+    In float32 the conv kernels picked for the CPU (AVX-512, AVX2, none) and the thread count
+    round differently, and a last bit can flip a pixel's rounding to uint8. In float64 they
+    differ by about 1e-16 of a value: a pixel (or a float32 result) changes only if it lies
+    that close to a rounding step, so the figures made from these calls come out byte-identical
+    on every CPU. The copy is on the CPU because MPS has no float64; the models are small.
     """
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(model: nn.Module, *args, **kwargs):
+        device = next(model.parameters()).device
+        exact = copy.deepcopy(model).to("cpu", torch.float64)
+        args, kwargs = _convert((args, kwargs), "cpu", torch.float64)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return fn(*args, **kwargs)
+            return _convert(fn(exact, *args, **kwargs), device, torch.float32)
         finally:
             torch.set_num_threads(threads)
     return wrapper
+
+
+def _convert(value: object, device: torch.device | str, dtype: torch.dtype) -> object:
+    """``value`` with every float tensor in it (also inside tuples, lists, dicts) on ``device``
+    in ``dtype``; anything else, integer tensors included, unchanged."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, dtype) if value.is_floating_point() else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_convert(v, device, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _convert(v, device, dtype) for k, v in value.items()}
+    return value
 
 
 class VAE(nn.Module):
@@ -96,21 +115,21 @@ class VAE(nn.Module):
         return self.decode(z), mu, log_sigma, z
 
     @torch.no_grad()
-    @single_threaded
     def sample(self, n: int) -> torch.Tensor:
         """Decoder means for n draws z ~ N(0, I) (no decoder noise), shape (n, 1, 32, 32)."""
+        # Drawn in float32 on the model's device, so a seed gives the same z as it always did.
         z = torch.randn(n, self.latent_dim, device=self.device)
-        return self.decode(z)
+        return float64_on_cpu(VAE.decode)(self, z)
 
     @torch.no_grad()
-    @single_threaded
+    @float64_on_cpu
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the encoder mean of each image of ``x`` (on the model's device)."""
         check_images(x)
         return self.decode(self.encode(x.to(self.device))[0])
 
     @torch.no_grad()
-    @single_threaded
+    @float64_on_cpu
     def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
         """Decode ``steps`` points on the line between encoder means, endpoints included.
 
@@ -123,7 +142,7 @@ class VAE(nn.Module):
         if x_a.shape != x_b.shape:
             raise ValueError(f"x_a {tuple(x_a.shape)} and x_b {tuple(x_b.shape)} must match.")
         mu_a, mu_b = (self.encode(x.to(self.device))[0] for x in (x_a, x_b))
-        t = torch.linspace(0, 1, steps, device=mu_a.device).view(1, steps, 1)
+        t = torch.linspace(0, 1, steps, device=mu_a.device, dtype=mu_a.dtype).view(1, steps, 1)
         z = (1 - t) * mu_a.unsqueeze(1) + t * mu_b.unsqueeze(1)
         return self.decode(z.flatten(0, 1)).unflatten(0, (x_a.shape[0], steps))
 

@@ -22,9 +22,12 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from helpers import plots
 from helpers.files import write_atomic
 from helpers.plots import to_uint8
 from helpers.vae import VAE
+
+STRIP_SCALE = 6  # output pixels per image pixel of the static strip: 12 tiles print 7.2 in wide
 
 
 def png_bytes(image: np.ndarray, scale: int = 6) -> bytes:
@@ -67,8 +70,9 @@ class InterpolationExplorer:
         """Decode the whole path for the chosen pair once; the slider then only picks a frame."""
         xa = self.test_x[self.a.value:self.a.value + 1]
         xb = self.test_x[self.b.value:self.b.value + 1]
-        path = self.model.interpolate(xa, xb, steps=self.t.max + 1)[0]
-        self.frames = [png_bytes(img) for img in to_uint8(path)]
+        self.xa, self.xb = xa, xb
+        self.path = self.model.interpolate(xa, xb, steps=self.t.max + 1)[0]
+        self.frames = [png_bytes(img) for img in to_uint8(self.path)]
         self.ends.children[0].value = png_bytes(to_uint8(xa)[0], scale=3)
         self.ends.children[1].value = png_bytes(to_uint8(xb)[0], scale=3)
         self._redraw()
@@ -80,27 +84,22 @@ class InterpolationExplorer:
         self.label.value = f"z = {1 - t:.2f} * mu(x_a) + {t:.2f} * mu(x_b)"
 
     def frame_png(self) -> bytes:
-        """The current state as one static PNG: the two end images, the decoded frame, the label."""
-        buf = io.BytesIO()
-        self.frame_figure().savefig(buf, format="png", bbox_inches="tight",
-                                    metadata={"Software": None})
-        return buf.getvalue()
+        """The current state as one static PNG strip (see ``frame_figure``)."""
+        return plots.png_bytes(self.frame_figure())
 
     def frame_figure(self) -> Figure:
-        """The figure that ``frame_png`` saves."""
-        fig = Figure(figsize=(5.4, 2.1), dpi=100, layout="constrained")
-        tiles = [(self.ends.children[0].value, f"image a (test #{self.a.value})"),
-                 (self.image.value, f"decoded, step {self.t.value} of {self.t.max}"),
-                 (self.ends.children[1].value, f"image b (test #{self.b.value})")]
-        for i, (png, title) in enumerate(tiles):
-            ax = fig.add_subplot(1, 3, i + 1)
-            ax.imshow(Image.open(io.BytesIO(png)), cmap="gray", vmin=0, vmax=255)
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
+        """Image a, the decoded path, image b in one row; the current step framed in white."""
+        tiles = np.concatenate([to_uint8(x) for x in (self.xa, self.path, self.xb)])
+        grid = plots.image_grid(tiles, nrow=len(tiles))
+        pitch = tiles.shape[2] + 2  # make_grid puts 2 px of padding between tiles
+        box = grid[:, pitch * (1 + self.t.value):][:, :pitch + 2]  # the step's tile, padded
+        box[[0, 1, -2, -1]] = 255  # a white frame, drawn in the padding
+        box[:, [0, 1, -2, -1]] = 255
         t = self.t.value / self.t.max
-        fig.suptitle(f"Interpolation explorer, static view: $z = {1 - t:.2f}\\,\\mu(x_a) + "
-                     f"{t:.2f}\\,\\mu(x_b)$", fontsize=10)
-        return fig
+        title = (f"image a (test #{self.a.value}), {self.t.max + 1} steps, image b (test "
+                 rf"#{self.b.value}); framed: step {self.t.value}, $z = {1 - t:.2f}\,\mu(x_a) "
+                 rf"+ {t:.2f}\,\mu(x_b)$")
+        return plots.grid_figure(grid, title, scale=STRIP_SCALE, fontsize=8)
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
         """The live widget for Jupyter, and the current frame as PNG for static views."""

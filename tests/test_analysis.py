@@ -29,8 +29,8 @@ def test_iwae_runs_on_the_models_device(mnist):
     model = VAE().to("meta").eval()
     iw, elbo = analysis.iwae_log_likelihood(model, mnist.test_x[:6], n_samples=3, chunk=4)
     assert iw.device.type == elbo.device.type == "meta" and iw.shape == (6,)
-    # latent_means encodes on the model's device and hands its results to the host, where the
-    # float64 statistics run: the meta device has no data to hand over.
+    # latent_means encodes on a float64 copy of the model on the host: the meta device has no
+    # weights to copy there.
     with pytest.raises(NotImplementedError, match="meta"):
         analysis.latent_means(model, mnist.test_x[:6], batch_size=4)
 

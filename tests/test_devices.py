@@ -2,8 +2,9 @@
 
 Apple's MPS backend has no float64 tensors, so any float64 work on the model's device crashes
 there. A dispatch mode sees every operator PyTorch runs; here it fails on any float64 result,
-on any device, while the device paths run on the CPU. Statistics that are deliberately float64
-(active units, PCA) move their inputs to the host first and are checked separately.
+on any device, while the device paths run on the CPU. Work that is deliberately float64 (active
+units, PCA; generation and latent means, on a float64 copy of the model) runs on the host, and
+is checked separately.
 """
 
 from __future__ import annotations
@@ -41,16 +42,42 @@ def test_training_and_evaluation_make_no_float64(small, tmp_path):
     assert state["history"]["test"].shape == (2, 3) and torch.isfinite(again).all()
 
 
-def test_analysis_and_generation_make_no_float64(small):
+def test_analysis_on_the_models_device_makes_no_float64(small):
     model = VAE().eval()
     x = small.test_x[:50]
     with NoFloat64():
         draws = analysis.test_draws(model, x, draws=2, batch_size=20)
-        mu, log_sigma = analysis.latent_means(model, x, batch_size=20)
         analysis.iwae_log_likelihood(model, x[:4], n_samples=5)
-        model.sample(3), model.reconstruct(x[:3]), model.interpolate(x[:2], x[2:4], steps=3)
     assert (draws[:, 1] > draws[:, 3]).all() and (draws[:, 3] >= 0).all()
-    assert mu.device.type == "cpu"  # the float64 statistics then run on the host
+
+
+class Float64Devices(TorchDispatchMode):
+    """Record the device of every float64 tensor an operator produces."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.devices: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        results = out if isinstance(out, (tuple, list)) else [out]
+        self.devices |= {t.device.type for t in results
+                         if isinstance(t, torch.Tensor) and t.dtype == torch.float64}
+        return out
+
+
+@pytest.mark.parametrize("device", ["cpu"] + ["cuda"] * torch.cuda.is_available()
+                         + ["mps"] * torch.backends.mps.is_available())
+def test_generation_and_latent_means_make_float64_only_on_the_host(small, device):
+    # They compute in float64 on purpose (the same figure bytes on every CPU), on a copy of the
+    # model on the host: the model's own device sees float32 only.
+    model = VAE().to(device).eval()
+    x = small.test_x[:50]
+    with Float64Devices() as seen:
+        mu, _ = analysis.latent_means(model, x, batch_size=20)
+        model.sample(3), model.reconstruct(x[:3]), model.interpolate(x[:2], x[2:4], steps=3)
+    assert seen.devices == {"cpu"}
+    assert mu.device.type == "cpu" and mu.dtype == torch.float32  # statistics run on the host
 
 
 def test_per_dimension_statistics_share_one_convention():

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import figures
+
 ROOT = Path(__file__).resolve().parent.parent
-FIGURES = {"made.png", "flow_density.png", "vae_training_curves.png", "vae_samples.png",
-           "vae_reconstructions.png", "vae_interpolations.png", "vae_active_units.png",
-           "vae_latent_pca.png", "vae_seed_study.png"}
+FIGURES = set(figures.FIGURES)  # file name -> drawing function: the notebook's one list
 BLOCK = re.compile(r"(<!-- answer:([\w-]+) -->.*?<!-- end answer -->)", re.S)
 
 
@@ -48,15 +48,14 @@ def test_notebook_is_committed_executed_without_errors(notebook):
     assert not errors
 
 
-def test_every_saved_figure_is_committed(notebook):
-    names = set()
-    for cell in notebook["cells"]:
-        if cell["cell_type"] == "code":
-            names |= set(re.findall(r'"(\w+\.png)"', _source(cell)))
-    assert names == FIGURES
-    for name in names:
+def test_every_figure_is_made_once_and_committed(notebook):
+    calls = [name for cell in notebook["cells"] if cell["cell_type"] == "code"
+             for name in re.findall(r"\bfigures\.(\w+)\(", _source(cell))]
+    assert sorted(calls) == sorted(f.__name__ for f in figures.FIGURES.values())
+    magic = {".svg": b"<?xml", ".png": b"\x89PNG\r\n\x1a\n"}
+    for name in FIGURES:
         path = ROOT / "figures" / name
-        assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert path.exists() and path.read_bytes().startswith(magic[path.suffix]), name
 
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -65,8 +64,10 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 def test_every_figure_is_displayed_inline(notebook):
     outputs = [o.get("data", {}) for c in notebook["cells"] if c["cell_type"] == "code"
                for o in c["outputs"]]
-    figures = sum("image/png" in data and WIDGET not in data for data in outputs)
-    assert figures == len(FIGURES)  # each figure shown once
+    shown = [kind for data in outputs if WIDGET not in data
+             for kind in ("image/svg+xml", "image/png") if kind in data]
+    expected = ["image/svg+xml" if name.endswith(".svg") else "image/png" for name in FIGURES]
+    assert sorted(shown) == sorted(expected)  # each figure shown once, as it is saved
     widgets = [data for data in outputs if WIDGET in data]
     assert len(widgets) == 1 and "image/png" in widgets[0]  # the explorer's static frame
 
@@ -74,7 +75,7 @@ def test_every_figure_is_displayed_inline(notebook):
 def test_widget_cell_sits_next_to_a_static_grid(notebook):
     sources = [_source(c) for c in notebook["cells"] if c["cell_type"] == "code"]
     widget = next(i for i, s in enumerate(sources) if "interpolation_widget" in s)
-    assert "vae_interpolations.png" in sources[widget - 1]
+    assert "figures.interpolations(" in sources[widget - 1]
 
 
 def test_no_execution_timestamps_are_committed(notebook):

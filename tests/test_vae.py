@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -157,14 +158,32 @@ def test_bad_input_gives_clear_error(model, bad, match):
         model.reconstruct(bad)
 
 
-def test_generation_runs_on_the_models_device():
-    # "meta" stands in for a GPU: any tensor made on the CPU by mistake fails to combine with it.
-    model = VAE().to("meta").eval()
+def _devices() -> list[str]:
+    """The CPU, and a GPU where this machine has one."""
+    return ["cpu"] + [d for d, ok in (("cuda", torch.cuda.is_available()),
+                                      ("mps", torch.backends.mps.is_available())) if ok]
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_generation_comes_back_in_float32_on_the_models_device(device):
+    model = VAE().to(device).eval()
     x = torch.rand(3, 1, 32, 32) * 2 - 1  # data stays on the CPU, as load_mnist gives it
-    assert model.device.type == "meta"
-    assert model.sample(4).device.type == "meta"
-    assert model.reconstruct(x).device.type == "meta"
-    assert model.interpolate(x, x, steps=5).shape == (3, 5, 1, 32, 32)
+    results = [model.sample(4), model.reconstruct(x), model.interpolate(x, x, steps=5)]
+    assert [(r.device.type, r.dtype) for r in results] == [(device, torch.float32)] * 3
+    weights = next(model.parameters())  # the float64 copy leaves the model as it was
+    assert (weights.device.type, weights.dtype) == (device, torch.float32)
+
+
+def test_generation_computes_in_float64_and_draws_the_same_z(model):
+    exact = copy.deepcopy(model).double()
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    expected = exact.decode(exact.encode(x.double())[0])
+    recon = model.reconstruct(x)
+    assert (recon.double() - expected).abs().max() < 1e-6  # float32 alone is off by ~1e-6
+    torch.manual_seed(0)
+    z = torch.randn(8, model.latent_dim)  # the course's draw: float32, then decoded
+    torch.manual_seed(0)
+    assert torch.allclose(model.sample(8).double(), exact.decode(z.double()), atol=1e-6)
 
 
 def test_interpolate_rejects_mismatched_pairs(model):
