@@ -289,7 +289,7 @@ def made_figure(made: MADE, output: int = 3) -> Figure:
     at x_1 .. x_{output-1}."""
     layers = [d.tolist() for d in made.degrees] + [list(range(1, made.n + 1))]
     names = ["input"] + [f"hidden {i}" for i in range(1, len(made.degrees))] + ["output"]
-    masks = [f"$M^{{{j}}}$" for j in range(1, len(made.masks))] + [r"$M^{\mathrm{out}}$"]
+    masks = [f"$M^{{({j})}}$" for j in range(1, len(made.masks))] + [r"$M^{\mathrm{out}}$"]
     width = max(len(layer) for layer in layers)
     pos = [[((width - len(layer)) / 2 + k, len(layers) - 1 - j) for k in range(len(layer))]
            for j, layer in enumerate(layers)]

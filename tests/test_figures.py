@@ -170,7 +170,7 @@ def test_no_text_is_below_8_pt_in_any_figure(made_twice):
 def test_the_made_diagram_labels_its_three_masks(made_twice):
     texts = [t.get_text() for t in made_twice[2][0]["made.svg"].findobj(plt.Text)]
     assert [t for t in texts if t.startswith("mask ")] == [
-        "mask $M^{1}$", "mask $M^{2}$", r"mask $M^{\mathrm{out}}$"]
+        "mask $M^{(1)}$", "mask $M^{(2)}$", r"mask $M^{\mathrm{out}}$"]
 
 
 def test_the_bold_paths_reach_output_3_only_from_x1_and_x2():
