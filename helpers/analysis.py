@@ -144,3 +144,42 @@ def pca_2d(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     _, s, v = torch.linalg.svd(centred, full_matrices=False)
     v = v[:2] * v[:2].gather(1, v[:2].abs().argmax(1, keepdim=True)).sign()
     return (centred @ v.T).float(), (s[:2] ** 2 / (s**2).sum()).float()
+
+
+def iwae_summary(iw: torch.Tensor, elbo: torch.Tensor, k: int) -> str:
+    """The mean ELBO and ``k``-sample importance-weighted bound per image, and their paired gap
+    with its standard error over the images."""
+    gap = iw - elbo
+    return "\n".join([
+        f"ELBO (mean of the same log-weights)  {elbo.mean():9.2f} nats per image",
+        f"IWAE bound (K = {k:<3})               {iw.mean():9.2f} nats per image",
+        f"paired gap, IWAE - ELBO              {gap.mean():9.2f} ± "
+        f"{gap.std() / len(gap) ** 0.5:.2f} (standard error)",
+        f"IWAE bound >= ELBO for every image (Jensen): {bool((iw >= elbo - 1e-3).all())}"])
+
+
+def latent_summary(mu: torch.Tensor, log_sigma: torch.Tensor) -> str:
+    """Active units, the spread of Var(mu) and of the KL over dimensions, and the aggregate
+    posterior's variance per dimension."""
+    kl_per_dim, activity, n_active = active_units(mu, log_sigma)
+    spread = aggregate_variance(mu, log_sigma)
+    return "\n".join([
+        f"active units: {n_active} of {mu.shape[1]}; the KL per dimension sums to "
+        f"{kl_per_dim.sum():.1f} nats",
+        f"Var(mu) per dimension: {activity.min():.2f} to {activity.max():.2f}; "
+        f"KL per dimension: {kl_per_dim.min():.2f} to {kl_per_dim.max():.2f} nats",
+        f"aggregate posterior variance per dimension (prior: 1): min {spread.min():.2f}, "
+        f"median {spread.median():.2f}, max {spread.max():.2f}"])
+
+
+def class_means_table(mu: torch.Tensor, labels: torch.Tensor) -> str:
+    """Each digit's mean position on the first two principal components of ``mu``, and the
+    share of the variance each component explains."""
+    mu_2d, explained = pca_2d(mu)
+    means = [mu_2d[labels == d].mean(0) for d in range(10)]
+    lines = ["class means on the first two principal components",
+             "digit            " + "".join(f"{d:>6}" for d in range(10))]
+    lines += [f"component {k + 1} ({explained[k]:.0%}) " + "".join(f"{m[k]:+6.2f}" for m in means)
+              for k in range(2)]
+    return "\n".join(lines)
+

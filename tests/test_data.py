@@ -143,9 +143,3 @@ def test_restricted_unpickler_loads_numpy_arrays():
     blob = pickle.dumps((a, np.arange(3)), protocol=4)
     out = data._NumpyOnlyUnpickler(__import__("io").BytesIO(blob)).load()
     assert np.array_equal(out[0], a) and out[0].dtype == np.float32
-
-
-def test_to_bytes_rejects_values_that_are_not_pixels():
-    x = np.full((2, 784), 0.3, dtype=np.float32)  # 0.3 * 256 = 76.8, not a byte
-    with pytest.raises(MNISTError, match="pixel/256"):
-        data.to_bytes(x, "bad")
