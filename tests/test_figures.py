@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 from test_notebook import FIGURES
 
-from helpers import analysis, flows, made, plots, study, train
+from helpers import analysis, checkpoints, flows, made, plots, reports, study, train
 
 
 def _make_every_figure(out: Path, mnist, model, history) -> dict[str, Figure]:
@@ -49,7 +49,7 @@ def _make_every_figure(out: Path, mnist, model, history) -> dict[str, Figure]:
     mu_2d, explained = analysis.pca_2d(mu)
     figs["vae_latent_pca.png"] = plots.plot_latent_means(
         mu_2d.numpy(), mnist.test_y.numpy(), explained.numpy(), out / "vae_latent_pca.png")
-    recipes = study.by_recipe(train.load_histories(study.STUDY))
+    recipes = study.by_recipe(checkpoints.load_histories(study.STUDY))
     figs["vae_seed_study.png"] = plots.plot_seed_study(
         {"plain": recipes["plain fp32"], "warm-up, 200 steps": recipes["warmup200 fp32"]},
         fname=out / "vae_seed_study.png")
@@ -59,7 +59,7 @@ def _make_every_figure(out: Path, mnist, model, history) -> dict[str, Figure]:
 @pytest.fixture(scope="module")
 def made_with(tmp_path_factory, mnist) -> dict[int, tuple[dict[str, Figure], dict[str, bytes]]]:
     """Every figure and its saved PNG, made once with one thread and once with two."""
-    model, state, _ = train.load_or_train(train.Config())
+    model, state, _ = reports.load_or_train(train.Config())
     threads = torch.get_num_threads()
     made = {}
     try:
