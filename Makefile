@@ -1,11 +1,12 @@
-# The two commands of the README: `make run` (the homework) and `make test` (every check).
+# The two commands of the README: `make run` (the homework) and `make test` (every check);
+# `make check` is the quick part of `make test` (no browser, no notebook run, no PDF).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize.cfg
 
-.PHONY: run test env data system-deps lint unit notebook pdf benchmark train clean
+.PHONY: run test check env data system-deps pdf benchmark train clean
 
 run: env                         ## execute hw1.ipynb in place, write figures/ and hw1.pdf
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace hw1.ipynb \
@@ -23,6 +24,10 @@ pdf: $(STAMP)                    ## hw1.pdf from the executed hw1.ipynb (needs C
 test: env                        ## lint, unit tests, the notebook under nbval, PDF and browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests hw1.ipynb $(NBVAL) -p no:cacheprovider --durations=12
+
+check: $(STAMP) data             ## ruff and the unit tests without a browser, nbval or the PDF (about a minute)
+	$(PY) -m ruff check .
+	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider --durations=5
 
 env: $(STAMP) data system-deps
 
@@ -43,7 +48,7 @@ train: env                       ## a 20-epoch run into runs/ (continues an inte
 	$(PY) -m helpers.train
 
 benchmark: env                   ## training-step speed against a plain loop and the matmul roofline
-	$(PY) -m helpers.benchmark
+	$(PY) -m helpers.benchmark --profile
 
 clean:
 	rm -rf $(VENV) hw1.html artifacts

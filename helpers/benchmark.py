@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from helpers.data import batches, load_mnist
-from helpers.train import as_input, native_bf16, pick_device, prepare_model, train_step
+from helpers.devices import as_input, native_bf16, pick_device, prepare_model
+from helpers.train import train_step
 from helpers.vae import VAE
 
 

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from helpers import train
-from helpers.data import REPO_ROOT, batches, load_mnist
-from helpers.vae import VAE, logvar
+from helpers import checkpoints, train
+from helpers.data import MNIST, REPO_ROOT, load_mnist
+from helpers.devices import PRECISIONS, pick_precision
+from helpers.vae import VAE
 
 STUDY_DIR = REPO_ROOT / "runs" / "study"
 
@@ -47,6 +48,11 @@ def run_seeds(name: str, config: train.Config, seeds: list[int]) -> dict[int, di
 # ---------------------------------------------------------------------------- the shipped study
 
 STUDY = REPO_ROOT / "checkpoints" / "training-study.pt"  # histories only, no weights
+
+
+def load_study(path: Path = STUDY) -> dict[str, dict[int, dict]]:
+    """The shipped study's histories as ``{recipe: {seed: history}}``."""
+    return by_recipe(checkpoints.load_histories(path))
 
 
 def by_recipe(runs: dict[str, dict]) -> dict[str, dict[int, dict]]:
@@ -179,9 +185,9 @@ def collect(paths: list[Path]) -> dict[str, dict]:
     runs = {}
     for path in paths:
         try:
-            found = [train.load_checkpoint(path)]
-        except train.CheckpointError:
-            found = list(train.load_histories(path).values())
+            found = [checkpoints.load_checkpoint(path)]
+        except checkpoints.CheckpointError:
+            found = list(checkpoints.load_histories(path).values())
         for run in found:
             name = run_name(train.Config.from_stored(run["config"]))
             if name in runs:
@@ -203,35 +209,29 @@ def head_stats(model: VAE, x: torch.Tensor) -> dict[str, float]:
             "x_hat_std": x_hat.std().item()}
 
 
-def probe(config: train.Config, steps: int = 50) -> dict[str, torch.Tensor]:
-    """Run the first ``steps`` Adam steps of ``config`` exactly as ``train`` does, and measure
-    each step: losses, the encoder head's outputs, its gradient and update sizes, the decoder."""
-    data = load_mnist()
+def probe(config: train.Config, steps: int = 50,
+          data: MNIST | None = None) -> dict[str, torch.Tensor]:
+    """Take the first ``steps`` Adam steps of ``config`` with ``train.run_steps`` and measure
+    each: losses, the encoder head's outputs, its gradient and update sizes, the decoder."""
+    data = data if data is not None else load_mnist()
     device = torch.device("cpu")
+    config = dataclasses.replace(config, precision=pick_precision(config.precision, device))
     run = train.start_run(config, data.test_x, device)
-    model, optimizer = run.model, run.optimizer
-    head = model.encoder[-1]
+    head = run.model.encoder[-1]
     rows = []
-    for step, x in zip(range(steps), batches(data.train_x, config.batch_size,
-                                             generator=run.shuffle), strict=False):
-        x = train.as_input(x, model)
+
+    def measure(step: int, x: torch.Tensor, take_step: train.Step) -> torch.Tensor:
         before = head.weight.detach().clone()
-        stats = head_stats(model, x)  # before the step: what this step's loss saw
-        train.set_learning_rate(optimizer, train.learning_rate(config, step))
-        loss = train.train_step(model, optimizer, x, config.precision)
+        stats = head_stats(run.model, x)  # before the step: what this step's loss saw
+        loss = take_step(x)
         rows.append({"neg_elbo": loss[0].item(), "recon": loss[1].item(), "KL": loss[2].item(),
                      **stats, "head_grad": head.weight.grad.norm().item(),
                      "head_update": (head.weight.detach() - before).norm().item(),
-                     "lr": optimizer.param_groups[0]["lr"]})
+                     "lr": run.optimizer.param_groups[0]["lr"]})
+        return loss
+
+    train.run_steps(run, config, data.train_x, 0, limit=steps, hook=measure)
     return {k: torch.tensor([r[k] for r in rows]) for k in rows[0]}
-
-
-def kl_of_sigma(log_sigma: float) -> float:
-    """The KL of one latent dimension with mu = 0 and the given log sigma (for the text)."""
-    from helpers.kl import gaussian_kl_terms
-
-    s = torch.tensor([log_sigma])
-    return gaussian_kl_terms(torch.zeros(1), logvar(s)).item()
 
 
 # ---------------------------------------------------------------------------- entry
@@ -239,7 +239,7 @@ def kl_of_sigma(log_sigma: float) -> float:
 
 def tables() -> str:
     """Every table of docs/training-study.md, computed from the shipped history files."""
-    probes, recipes = load_probe(), by_recipe(train.load_histories(STUDY))
+    probes, recipes = load_probe(), load_study()
     plain, warm = recipes["plain fp32"], recipes["warmup200 fp32"]
     fp32 = {s: warm[s] for s in recipes["warmup200 bf16"]}
     update = "".join(f"{f'seed {n[1:]}':>9}" for n in probes)
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--seeds", type=int, nargs="+", required=True)
     r.add_argument("--epochs", type=int, default=3)
     r.add_argument("--warmup", type=int, default=0)
-    r.add_argument("--precision", choices=train.PRECISIONS[:2], default="fp32")
+    r.add_argument("--precision", choices=PRECISIONS[:2], default="fp32")
     c = sub.add_parser("collect", help="ship the histories (no weights) of finished runs")
     c.add_argument("out", type=Path)
     c.add_argument("runs", type=Path, nargs="+")
@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--seeds", type=int, nargs="+", required=True)
     q.add_argument("--steps", type=int, default=50)
     q.add_argument("--warmup", type=int, default=0)
+    q.add_argument("--precision", choices=PRECISIONS[:2], default="fp32")
     q.add_argument("--out", type=Path, required=True)
     sub.add_parser("tables", help="print the tables of docs/training-study.md")
     args = p.parse_args(argv)
@@ -290,12 +291,12 @@ def main(argv: list[str] | None = None) -> None:
         run_seeds(args.name, config, args.seeds)
     elif args.cmd == "collect":
         runs = collect(args.runs)
-        train.save_histories(runs, args.out)
+        checkpoints.save_histories(runs, args.out)
         print(f"{len(runs)} histories -> {args.out}: " + ", ".join(runs))
     else:
-        config = train.Config(warmup=args.warmup)
+        config = train.Config(warmup=args.warmup, precision=args.precision)
         probes = {s: probe(dataclasses.replace(config, seed=s), args.steps) for s in args.seeds}
-        train.save_checkpoint(args.out, {f"s{s}": v for s, v in probes.items()})
+        checkpoints.save_checkpoint(args.out, {f"s{s}": v for s, v in probes.items()})
         for s, v in probes.items():
             i = int(v["KL"].argmax())
             print(f"seed {s}: KL peak {v['KL'][i]:.1f} at step {i}, log_sigma_max "

@@ -25,7 +25,7 @@ from torch import nn
 
 from helpers.kl import gaussian_kl
 
-LATENT_DIM = 16
+LATENT_DIM = 16  # the one default: VAE's and train.Config's
 IMAGE_SHAPE = (1, 32, 32)
 P = math.prod(IMAGE_SHAPE)  # pixels per image, the dimension of x (P in derivations.md)
 LOSS_NAMES = ("-ELBO", "reconstruction", "KL")  # the order of ``losses`` and of every history

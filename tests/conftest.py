@@ -14,6 +14,18 @@ os.environ.setdefault("HW1_FIGURES", tempfile.mkdtemp(prefix="hw1-figures-"))
 from helpers import pdf  # noqa: E402
 from helpers.data import DEFAULT_ROOT, MNIST, load_mnist  # noqa: E402
 
+# Whole modules that start a browser (JupyterLab) or build a fresh environment (Colab's pip).
+SLOW_MODULES = {"test_browser", "test_colab"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` what `make check` leaves out: those modules, and every test that needs the
+    ``browser`` fixture (the PDF export and its layout)."""
+    for item in items:  # nbval's notebook cells have neither a module nor fixtures
+        module = getattr(getattr(item, "module", None), "__name__", "")
+        if module in SLOW_MODULES or "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def mnist() -> MNIST:

@@ -17,7 +17,7 @@ import torch
 
 os.environ.setdefault("HW1_FIGURES", tempfile.mkdtemp(prefix="hw1-figure-bytes-"))
 
-from helpers import analysis, figures, plots, train  # noqa: E402
+from helpers import analysis, figures, plots, reports, train  # noqa: E402
 from helpers.data import DEFAULT_ROOT, load_mnist  # noqa: E402
 
 PCA_IMAGES = 500  # of the test set: the float64 encoder costs ~4 s per 1,000 images here
@@ -27,7 +27,7 @@ def digests() -> dict[str, str]:
     """Hash of each saved grid PNG, and of the latent means and their PCA for the first
     ``PCA_IMAGES`` test images."""
     mnist = load_mnist(DEFAULT_ROOT, registry=False, download=False)
-    model, _, _ = train.load_or_train(train.Config())
+    model, _, _ = reports.load_or_train(train.Config())
     state = {"model": model, "mnist": mnist}
     torch.manual_seed(0)
     out = {"z draws": hashlib.sha256(torch.randn(100, 16).numpy().tobytes()).hexdigest()}

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from helpers import analysis, train
+from helpers import analysis, devices, train
 from helpers.train import Config
 from helpers.vae import VAE
 
@@ -32,6 +32,16 @@ class NoFloat64(TorchDispatchMode):
 def test_the_guard_catches_float64_work():
     with pytest.raises(AssertionError, match="float64"), NoFloat64():
         torch.zeros(3, dtype=torch.float64)
+
+
+def test_auto_picks_the_accelerator_else_the_cpu_and_a_name_overrides(monkeypatch):
+    monkeypatch.setattr(torch.accelerator, "current_accelerator",
+                        lambda check_available=False: torch.device("mps"))
+    assert devices.pick_device() == torch.device("mps")  # what torch reports, e.g. a Mac
+    assert devices.pick_device("cpu") == torch.device("cpu")  # --device cpu
+    monkeypatch.setattr(torch.accelerator, "current_accelerator",
+                        lambda check_available=False: None)
+    assert devices.pick_device() == torch.device("cpu")
 
 
 def test_training_and_evaluation_make_no_float64(small, tmp_path):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from helpers import study
+from helpers import study, train
 
 
 def _history(test: list[float], kl: list[float] | None = None) -> dict[str, torch.Tensor]:
@@ -70,3 +71,15 @@ def test_log_sigma_table_reads_the_mean_before_each_step():
     assert lines[0].split() == ["before", "step", "seed", "0", "seed", "1"]
     assert [float(v) for v in lines[1].split()[1:]] == [0.0, 0.1]
     assert [float(v) for v in lines[2].split()[1:]] == [0.0, -0.2]
+
+
+def test_the_probe_takes_the_training_loops_own_steps(small, tmp_path):
+    config = train.Config(epochs=1, warmup=2, precision="fp32")
+    _, state = train.train(config, out=tmp_path / "run.pt", data=small, device="cpu",
+                           progress=False)
+    probed = study.probe(config, steps=10, data=small)  # 10 asked, 4 in the epoch
+    rows = torch.stack([probed["neg_elbo"], probed["recon"], probed["KL"]], dim=1)
+    assert torch.equal(rows, state["history"]["train"])
+    assert probed["lr"].tolist() == pytest.approx([train.learning_rate(config, s)
+                                                   for s in range(4)])
+    assert (probed["head_update"] > 0).all() and (probed["head_grad"] > 0).all()

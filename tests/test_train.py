@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import stat
+import time
 
 import pytest
 import torch
 
-from helpers import study, train
+from helpers import checkpoints, devices, reports, study, train
+from helpers.checkpoints import CheckpointError, load_checkpoint
 from helpers.data import MNIST
 from helpers.files import current_umask
-from helpers.train import CheckpointError, Config, NonFiniteLossError, load_checkpoint
+from helpers.train import Config, NonFiniteLossError
 
 
 def _train(small, tmp_path, name="ckpt.pt", epochs=1, **kwargs):
@@ -21,8 +23,8 @@ def _train(small, tmp_path, name="ckpt.pt", epochs=1, **kwargs):
 
 
 def _shipped_and_runs(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "CHECKPOINT_DIR", tmp_path / "checkpoints")
-    monkeypatch.setattr(train, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    monkeypatch.setattr(checkpoints, "RUNS_DIR", tmp_path / "runs")
 
 
 def test_loss_falls_within_a_few_steps(small):
@@ -44,7 +46,7 @@ def test_history_layout_and_checkpoint_round_trip(small, tmp_path):
     h = state["history"]["train"]
     assert torch.allclose(h[:, 0], h[:, 1] + h[:, 2], rtol=1e-5)
     loaded = load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=2))
-    rebuilt = train.model_from_state(loaded)
+    rebuilt = checkpoints.model_from_state(loaded)
     for (k, a), (_, b) in zip(model.state_dict().items(), rebuilt.state_dict().items(),
                               strict=True):
         assert torch.equal(a, b), k
@@ -125,7 +127,7 @@ def test_weights_that_do_not_fit_are_an_error(small, tmp_path):
     _, state = _train(small, tmp_path)
     state["model"]["encoder.0.weight"] = torch.zeros(32, 3, 3, 3)
     with pytest.raises(CheckpointError, match="do not fit"):
-        train.model_from_state(state)
+        checkpoints.model_from_state(state)
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small, tmp_path):
@@ -146,12 +148,12 @@ def test_checkpoint_writes_are_atomic(small, tmp_path):
 
 def test_load_or_train_refuses_a_partial_shipped_checkpoint(small, tmp_path, monkeypatch):
     _shipped_and_runs(tmp_path, monkeypatch)
-    path = train.checkpoint_path(Config(epochs=2))
+    path = checkpoints.checkpoint_path(Config(epochs=2))
     _, state = train.train(Config(epochs=1), out=path, data=small, device="cpu", progress=False)
     state["config"]["epochs"] = 2  # as if a 2-epoch run had stopped after its first epoch
-    train.save_checkpoint(path, state)
+    checkpoints.save_checkpoint(path, state)
     with pytest.raises(CheckpointError, match="holds 1 of 2 epochs.*git checkout"):
-        train.load_or_train(Config(epochs=2))
+        reports.load_or_train(Config(epochs=2))
 
 
 def test_cli_trains_and_prints_the_final_numbers(small, tmp_path, monkeypatch, capsys):
@@ -190,7 +192,7 @@ def test_cli_refuses_fewer_epochs_than_the_checkpoint_holds(small, tmp_path, mon
 
 def test_cli_never_writes_the_shipped_folder(small, tmp_path, monkeypatch):
     monkeypatch.setattr(train, "load_mnist", lambda: small)
-    monkeypatch.setattr(train, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path / "checkpoints")
     target = tmp_path / "checkpoints" / "vae.pt"
     with pytest.raises(SystemExit, match="holds the shipped models"):
         train.main(["--epochs", "1", "--device", "cpu", "--out", str(target)])
@@ -199,31 +201,31 @@ def test_cli_never_writes_the_shipped_folder(small, tmp_path, monkeypatch):
 
 def test_a_retrain_never_writes_the_shipped_checkpoint(small, tmp_path, monkeypatch):
     _shipped_and_runs(tmp_path, monkeypatch)
-    shipped = train.checkpoint_path(Config(epochs=1))
+    shipped = checkpoints.checkpoint_path(Config(epochs=1))
     train.train(Config(epochs=1), out=shipped, data=small, device="cpu", progress=False)
     before = shipped.read_bytes()
-    _, state, path = train.load_or_train(Config(epochs=1), retrain=True, data=small,
-                                         device="cpu", progress=False)
-    assert path == train.retrain_path(Config(epochs=1)) and path.exists()
+    _, state, path = reports.load_or_train(Config(epochs=1), retrain=True, data=small,
+                                           device="cpu", progress=False)
+    assert path == checkpoints.retrain_path(Config(epochs=1)) and path.exists()
     assert path.parent == tmp_path / "runs"
     assert shipped.read_bytes() == before
-    _, loaded, again = train.load_or_train(Config(epochs=1))  # RETRAIN = False: the shipped one
+    _, loaded, again = reports.load_or_train(Config(epochs=1))  # RETRAIN = False: the shipped one
     assert again == shipped and loaded["history"]["train"].shape == state["history"]["train"].shape
 
 
 def test_an_interrupted_retrain_continues_its_own_file(small, tmp_path, monkeypatch):
     _shipped_and_runs(tmp_path, monkeypatch)
-    partial = train.retrain_path(Config(epochs=2))
+    partial = checkpoints.retrain_path(Config(epochs=2))
     _, state = train.train(Config(epochs=1), out=partial, data=small, device="cpu",
                            progress=False)
     state["config"]["epochs"] = 2  # as if the 2-epoch retrain had stopped after epoch 1
-    train.save_checkpoint(partial, state)
-    _, resumed, path = train.load_or_train(Config(epochs=2), retrain=True, data=small,
-                                           device="cpu", progress=False)
+    checkpoints.save_checkpoint(partial, state)
+    _, resumed, path = reports.load_or_train(Config(epochs=2), retrain=True, data=small,
+                                             device="cpu", progress=False)
     assert path == partial and resumed["meta"]["epochs_done"] == 2
     first = state["history"]["train"]
     assert torch.equal(resumed["history"]["train"][: len(first)], first)
-    assert not train.checkpoint_path(Config(epochs=2)).exists()
+    assert not checkpoints.checkpoint_path(Config(epochs=2)).exists()
 
 
 def test_bad_data_is_refused_before_training(small, tmp_path):
@@ -255,11 +257,11 @@ def test_a_checkpoint_saved_before_scale_existed_reads_as_logvar(small, tmp_path
     _, state = train.train(Config(epochs=1, scale="logvar"), out=tmp_path / "old.pt", data=small,
                            device="cpu", progress=False)
     del state["config"]["scale"]  # as the first shipped checkpoint was written
-    train.save_checkpoint(tmp_path / "old.pt", state)
+    checkpoints.save_checkpoint(tmp_path / "old.pt", state)
     with pytest.raises(CheckpointError, match="scale: checkpoint 'logvar'"):
         load_checkpoint(tmp_path / "old.pt", Config(epochs=1))
     loaded = load_checkpoint(tmp_path / "old.pt", Config(epochs=1, scale="logvar"))
-    assert train.model_from_state(loaded).scale == "logvar"
+    assert checkpoints.model_from_state(loaded).scale == "logvar"
 
 
 def test_the_tag_names_the_parametrization_and_the_warmup():
@@ -270,8 +272,8 @@ def test_the_tag_names_the_parametrization_and_the_warmup():
 
 def test_histories_round_trip_without_weights(small, tmp_path):
     _, state = _train(small, tmp_path)
-    train.save_histories({"run": state}, tmp_path / "h.pt")
-    runs = train.load_histories(tmp_path / "h.pt")
+    checkpoints.save_histories({"run": state}, tmp_path / "h.pt")
+    runs = checkpoints.load_histories(tmp_path / "h.pt")
     assert set(runs) == {"run"} and set(runs["run"]) == {"history", "config", "meta"}
     assert torch.equal(runs["run"]["history"]["train"], state["history"]["train"])
     assert (tmp_path / "h.pt").stat().st_size < (tmp_path / "ckpt.pt").stat().st_size / 10
@@ -285,11 +287,11 @@ def test_a_bad_history_file_is_an_error(tmp_path, content):
     else:
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match="history"):
-        train.load_histories(path)
+        checkpoints.load_histories(path)
 
 
 def test_the_shipped_study_holds_both_recipes_on_eight_seeds():
-    runs = train.load_histories(study.STUDY)
+    runs = checkpoints.load_histories(study.STUDY)
     recipes = study.by_recipe(runs)
     assert set(recipes["plain fp32"]) == set(recipes["warmup200 fp32"]) == set(range(8))
     for name, run in runs.items():
@@ -299,8 +301,8 @@ def test_the_shipped_study_holds_both_recipes_on_eight_seeds():
 
 def test_load_or_train_hands_back_a_cpu_model_in_eval_mode(small, tmp_path, monkeypatch):
     _shipped_and_runs(tmp_path, monkeypatch)
-    model, _, _ = train.load_or_train(Config(epochs=1), data=small, device="cpu",
-                                      progress=False)
+    model, _, _ = reports.load_or_train(Config(epochs=1), retrain=True, data=small,
+                                        device="cpu", progress=False)
     assert model.device.type == "cpu" and not model.training
     assert model.encoder[0].weight.is_contiguous()  # the layout a loaded checkpoint has
 
@@ -330,19 +332,19 @@ def test_training_uses_the_warmed_up_rate(small, tmp_path):
 @pytest.mark.parametrize(("flags", "expected"), [({"avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16"),
                                                  ({"avx512f", "avx2"}, "fp32"), (set(), "fp32")])
 def test_auto_precision_is_bf16_only_on_cpus_that_have_it(monkeypatch, flags, expected):
-    monkeypatch.setattr(train, "cpu_flags", lambda: flags)
-    assert train.pick_precision("auto", torch.device("cpu")) == expected
-    assert train.pick_precision("fp32", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+    assert devices.pick_precision("auto", torch.device("cpu")) == expected
+    assert devices.pick_precision("fp32", torch.device("cpu")) == "fp32"
 
 
 def test_auto_precision_on_gpus_without_native_bf16_is_fp32(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
-    assert train.pick_precision("auto", torch.device("cuda")) == "fp32"  # a T4, say
+    assert devices.pick_precision("auto", torch.device("cuda")) == "fp32"  # a T4, say
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    assert train.pick_precision("auto", torch.device("cuda")) == "bf16"
-    assert train.pick_precision("auto", torch.device("mps")) == "fp32"
+    assert devices.pick_precision("auto", torch.device("cuda")) == "bf16"
+    assert devices.pick_precision("auto", torch.device("mps")) == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
-        train.pick_precision("fp16", torch.device("cpu"))
+        devices.pick_precision("fp16", torch.device("cpu"))
 
 
 def test_bf16_training_records_its_precision_and_evaluates_in_fp32(small, tmp_path):
@@ -391,13 +393,185 @@ def test_checkpoints_get_the_usual_permissions(small, tmp_path):
 def test_a_retrained_model_is_compared_with_the_shipped_one(small, tmp_path, monkeypatch):
     _shipped_and_runs(tmp_path, monkeypatch)
     config = Config(epochs=1)
-    _, shipped = train.train(config, out=train.checkpoint_path(config), data=small, device="cpu",
-                             progress=False)
-    assert "This is the shipped model" in train.compare_with_shipped(shipped, config)
+    _, shipped = train.train(config, out=checkpoints.checkpoint_path(config), data=small,
+                             device="cpu", progress=False)
+    assert "This is the shipped model" in reports.compare_with_shipped(shipped, config)
     other = dataclasses.replace(small, train_x=small.train_x.flip(0))  # another run's history
-    _, mine, _ = train.load_or_train(config, retrain=True, data=other, device="cpu",
-                                     progress=False)
-    text = train.compare_with_shipped(mine, config)
+    _, mine, _ = reports.load_or_train(config, retrain=True, data=other, device="cpu",
+                                       progress=False)
+    text = reports.compare_with_shipped(mine, config)
     assert text.startswith("This is a retrained model")
-    ours, theirs = train.final_test(mine)["-ELBO"], train.final_test(shipped)["-ELBO"]
+    ours, theirs = reports.final_test(mine)["-ELBO"], reports.final_test(shipped)["-ELBO"]
     assert f"-ELBO{ours:29.2f}{theirs:12.2f}" in text
+
+
+# ---------------------------------------------------------------------------- fail fast
+# Each ordinary change below must be refused at once, naming the fix, never start a training.
+
+SHIPPED = checkpoints.checkpoint_path(Config())
+FAST = 10.0  # seconds: loading the shipped file, far below one training epoch
+
+
+def _refused(call, match: str, capsys) -> CheckpointError:
+    """Run ``call``; it must raise a CheckpointError matching ``match`` within FAST seconds,
+    having printed no epoch."""
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=match) as caught:
+        call()
+    assert time.perf_counter() - start < FAST
+    assert "epoch" not in capsys.readouterr().out
+    return caught.value
+
+
+def _ship(state: dict, tmp_path, monkeypatch) -> None:
+    """Make ``state`` the shipped checkpoint of the default config, in a temporary folder."""
+    _shipped_and_runs(tmp_path, monkeypatch)
+    checkpoints.save_checkpoint(checkpoints.checkpoint_path(Config()), state)
+
+
+def test_the_shipped_checkpoint_records_its_dataset_and_architecture():
+    state = load_checkpoint(SHIPPED, Config())
+    assert state["config"]["dataset"] == "mnist"
+    assert state["architecture"] == checkpoints.fingerprint(train.VAE())
+    assert SHIPPED.name == "vae-z16-b128-lr0.001-e20-s0-log_sigma-w200.pt"
+
+
+def test_a_latent_size_of_32_is_refused_not_trained(capsys):
+    error = _refused(lambda: reports.load_or_train(Config(latent_dim=32), retrain=False),
+                     "no shipped checkpoint", capsys)
+    text = str(error)
+    assert "vae-z32-b128-lr0.001-e20-s0-log_sigma-w200.pt" in text  # the file looked for
+    assert "python -m helpers.train --latent-dim 32" in text and "RETRAIN = True" in text
+    _refused(lambda: load_checkpoint(SHIPPED, Config(latent_dim=32)),
+             "latent_dim: checkpoint 16 vs requested 32", capsys)
+
+
+class ELUDecoder(train.VAE):
+    """The VAE with its decoder's first activation an ELU: the same weights, another model."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.decoder[1] = torch.nn.ELU()
+
+
+def test_another_decoder_is_refused_naming_the_layer(monkeypatch, capsys):
+    ELUDecoder().load_state_dict(load_checkpoint(SHIPPED)["model"])  # the weights alone fit
+    monkeypatch.setattr(checkpoints, "VAE", ELUDecoder)  # as if vae.py had been edited
+    error = _refused(lambda: reports.load_or_train(Config()),
+                     r"decoder\.1: checkpoint ReLU\(\) vs model ELU\(alpha=1\.0\)", capsys)
+    assert "make train" in str(error) and "RETRAIN = True" in str(error)
+    _refused(lambda: checkpoints.model_from_state(load_checkpoint(SHIPPED)), "architecture",
+             capsys)
+
+
+def test_fashion_mnist_is_missing_and_never_trained_on_mnist(tmp_path, monkeypatch, capsys):
+    fashion = Config(dataset="fashion-mnist")
+    error = _refused(lambda: reports.load_or_train(fashion), "no shipped checkpoint", capsys)
+    assert fashion.tag().endswith("-fashion-mnist") and fashion.tag() in str(error)
+    assert "--dataset fashion-mnist" in str(error) and "RETRAIN = True" in str(error)
+    _shipped_and_runs(tmp_path, monkeypatch)
+    with pytest.raises(ValueError, match="no loader for dataset 'fashion-mnist'"):
+        reports.load_or_train(fashion, retrain=True, device="cpu", progress=False)
+    assert not checkpoints.retrain_path(fashion).exists()
+
+
+def test_a_checkpoint_of_another_dataset_is_refused(tmp_path, monkeypatch, capsys):
+    state = load_checkpoint(SHIPPED)
+    state["config"]["dataset"] = "fashion-mnist"
+    _ship(state, tmp_path, monkeypatch)
+    error = _refused(lambda: reports.load_or_train(Config()),
+                     "dataset: checkpoint 'fashion-mnist' vs requested 'mnist'", capsys)
+    assert "make train" in str(error)
+
+
+def test_another_value_of_a_training_option_is_refused(tmp_path, monkeypatch, capsys):
+    state = load_checkpoint(SHIPPED)
+    state["config"]["warmup"] = 100
+    _ship(state, tmp_path, monkeypatch)
+    error = _refused(lambda: reports.load_or_train(Config()),
+                     "warmup: checkpoint 100 vs requested 200", capsys)
+    assert "make train" in str(error) and "RETRAIN = True" in str(error)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigWithDropout(Config):
+    """Config after a new training option was added (as a ``Config`` field)."""
+
+    dropout: float = 0.0
+
+
+def test_a_new_training_option_is_refused_until_older_runs_are_said_to_match(monkeypatch,
+                                                                               capsys):
+    _refused(lambda: load_checkpoint(SHIPPED, ConfigWithDropout()),
+             "records no dropout.*helpers.checkpoints.LEGACY", capsys)
+    _refused(lambda: reports.load_or_train(ConfigWithDropout()),
+             "records no dropout.*LEGACY.*RETRAIN = True", capsys)
+    monkeypatch.setitem(checkpoints.LEGACY, "dropout", 0.0)  # what the shipped run used
+    assert load_checkpoint(SHIPPED, ConfigWithDropout())["meta"]["epochs_done"] == 20
+    _refused(lambda: load_checkpoint(SHIPPED, ConfigWithDropout(dropout=0.1)),
+             "dropout: checkpoint 0.0 vs requested 0.1", capsys)
+
+
+# ---------------------------------------------------------------------------- identity
+
+
+def test_the_fingerprint_sees_what_the_weights_cannot():
+    plain, elu = train.VAE(), ELUDecoder()
+    assert plain.state_dict().keys() == elu.state_dict().keys()
+    diff = set(checkpoints.fingerprint(elu)) ^ set(checkpoints.fingerprint(plain))
+    assert diff == {"decoder.1: ReLU()", "decoder.1: ELU(alpha=1.0)"}
+    not_in_place = train.VAE()
+    not_in_place.encoder[1] = torch.nn.ReLU()  # inplace only saves memory: the same model
+    assert checkpoints.fingerprint(not_in_place) == checkpoints.fingerprint(plain)
+
+
+def test_a_checkpoint_without_an_architecture_is_refused_until_stamped(small, tmp_path, capsys):
+    _, state = _train(small, tmp_path)
+    path = tmp_path / "old.pt"
+    del state["architecture"], state["config"]["dataset"]  # as checkpoints were written before
+    checkpoints.save_checkpoint(path, state)
+    with pytest.raises(CheckpointError, match="records no architecture.*checkpoints stamp"):
+        load_checkpoint(path, Config(epochs=1, precision="fp32"))
+    checkpoints.main(["stamp", str(path)])
+    assert "added architecture, config.dataset" in capsys.readouterr().out
+    stamped = load_checkpoint(path, Config(epochs=1, precision="fp32"))
+    for part in ("model", "history"):
+        for k, v in state[part].items():
+            assert torch.equal(stamped[part][k], v), (part, k)
+    assert stamped["config"]["dataset"] == "mnist"
+
+
+def test_the_cli_has_an_option_for_every_config_field(small, tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    shown = capsys.readouterr().out
+    assert all(f"--{f.name.replace('_', '-')}" in shown for f in dataclasses.fields(Config))
+    monkeypatch.setattr(train, "load_mnist", lambda: small)
+    out = tmp_path / "cli.pt"
+    train.main(["--epochs", "1", "--latent-dim", "4", "--seed", "3", "--warmup", "0",
+                "--batch-size", "256", "--precision", "fp32", "--device", "cpu", "--out", str(out)])
+    stored = load_checkpoint(out)["config"]
+    assert stored == dataclasses.asdict(Config(epochs=1, latent_dim=4, seed=3, warmup=0,
+                                               batch_size=256, precision="fp32"))
+
+
+def test_cli_refuses_another_precision_before_saying_it_continues(small, tmp_path, monkeypatch,
+                                                                  capsys):
+    monkeypatch.setattr(train, "load_mnist", lambda: small)
+    out = tmp_path / "cli.pt"
+    train.main(["--epochs", "1", "--precision", "fp32", "--device", "cpu", "--out", str(out)])
+    capsys.readouterr()
+    before = out.read_bytes()
+    with pytest.raises(SystemExit, match="precision: checkpoint 'fp32' vs requested 'bf16'.*"
+                                         "To continue it, pass --precision fp32"):
+        train.main(["--epochs", "2", "--precision", "bf16", "--device", "cpu", "--out", str(out)])
+    assert "continuing" not in capsys.readouterr().out
+    assert out.read_bytes() == before
+
+
+def test_auto_precision_continues_a_run_in_its_own_precision(small, tmp_path, monkeypatch):
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx512_bf16"})  # auto would pick bf16
+    _train(small, tmp_path)  # fp32
+    _, state = train.train(Config(epochs=2, precision="auto"), out=tmp_path / "ckpt.pt",
+                           data=small, device="cpu", progress=False, resume=True)
+    assert state["config"]["precision"] == "fp32" and state["meta"]["epochs_done"] == 2

@@ -1,0 +1,99 @@
+"""What the notebook asks of the trained model: the shipped one or a retrain, and what to say
+about it (its final test numbers, where it came from, how it compares with the shipped one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from helpers import checkpoints
+from helpers.checkpoints import CheckpointError, MismatchError, checkpoint_path, load_checkpoint
+from helpers.data import REPO_ROOT
+from helpers.train import Config, train
+from helpers.vae import LOSS_NAMES, VAE, exact_neg_elbo
+
+
+def load_or_train(config: Config = Config(), *, retrain: bool = False,
+                  **kwargs) -> tuple[VAE, dict, Path]:
+    """The shipped checkpoint for ``config``, or a retrain; returns (model, state, its file).
+
+    ``retrain=False`` never trains: a missing or mismatched shipped checkpoint is a
+    CheckpointError saying how to get one. ``retrain=True`` trains into ``retrain_path(config)``
+    (``kwargs`` go to ``train``) and resumes that file if a run there was interrupted: the
+    shipped checkpoint is never written. The model always comes back on the CPU, in eval mode,
+    where ``load_mnist`` puts the data: training may use a GPU, and everything after it then
+    runs the same way.
+    """
+    if retrain:
+        out = checkpoints.retrain_path(config)
+        model, state = train(config, out=out, resume=True, **kwargs)
+        return _to_cpu(model), state, out
+    shipped = checkpoint_path(config)
+    if not shipped.exists():
+        raise CheckpointError(f"no shipped checkpoint for this config: looked for {shipped}. "
+                              + how_to_ship(config))
+    try:
+        state = load_checkpoint(shipped, config)
+    except MismatchError as e:  # the generic fix gives way to the two ways to a model
+        extra = "" if e.fix == checkpoints.GENERIC_FIX else f"{e.fix} "
+        raise MismatchError(e.what, extra + how_to_ship(config), e.diff) from None
+    if state["meta"]["epochs_done"] < config.epochs:
+        raise CheckpointError(f"{shipped} holds {state['meta']['epochs_done']} of "
+                              f"{config.epochs} epochs; restore the shipped file with "
+                              f"`git checkout -- {shipped}`, or retrain.")
+    return checkpoints.model_from_state(state), state, shipped
+
+
+def how_to_ship(config: Config) -> str:
+    """The two ways to a model for ``config`` when no shipped checkpoint fits it."""
+    flags = config.flags()
+    command = f"python -m helpers.train {flags}" if flags else "make train"
+    also = "" if flags else " or `python -m helpers.train`"
+    out = checkpoints.retrain_path(config)
+    return (f"Either train it with `{command}`{also} (into {out}) and copy the finished file to "
+            f"{checkpoint_path(config)}, or set RETRAIN = True in the notebook to train it there.")
+
+
+def _to_cpu(model: VAE) -> VAE:
+    """The trained model on the CPU in the default memory layout, as ``model_from_state`` gives."""
+    return model.cpu().to(memory_format=torch.contiguous_format).eval()
+
+
+def final_test(state: dict) -> dict[str, float]:
+    """The final test numbers: -ELBO, reconstruction, KL and the exact Gaussian -ELBO in nats."""
+    final = dict(zip(LOSS_NAMES, (float(v) for v in state["history"]["test"][-1]), strict=True))
+    final["exact -ELBO (nats)"] = exact_neg_elbo(final["reconstruction"], final["KL"])
+    return final
+
+
+def describe(state: dict, path: Path) -> str:
+    """Three lines on a checkpoint: where it is, what config trained it, on what and how long."""
+    config, meta = Config.from_stored(state["config"]), state["meta"]
+    where = Path(path).resolve()
+    shown = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
+    autocast = " (autocast)" if config.precision == "bf16" else ""
+    return (f"checkpoint: {shown}\n"
+            f"trained: {meta['epochs_done']} epochs, seed {config.seed}, warm-up "
+            f"{config.warmup} steps, precision {config.precision}{autocast}\n"
+            f"on: {meta['hardware']} ({meta['device']}, torch {meta['torch']}), "
+            f"{meta['wall_seconds'] / 60:.1f} min")
+
+
+def compare_with_shipped(state: dict, config: Config = Config()) -> str:
+    """Say whether ``state`` is the shipped model the text describes; if not, set the two
+    final test results side by side."""
+    shipped = checkpoint_path(config)
+    mine = final_test(state)
+    if shipped.exists():
+        reference = load_checkpoint(shipped, config)
+        if torch.equal(reference["history"]["test"], state["history"]["test"]):
+            return ("This is the shipped model: the numbers quoted in the text below are "
+                    "this model's.")
+        theirs = final_test(reference)
+    else:
+        theirs = dict.fromkeys(mine, float("nan"))
+    rows = [f"{'final test':<22}{'this model':>12}{'shipped':>12}"]
+    rows += [f"{k:<22}{mine[k]:12.2f}{theirs[k]:12.2f}" for k in mine]
+    return ("This is a retrained model. The text below quotes the shipped run; this model's "
+            "numbers are in the outputs.\n" + "\n".join(rows))
