@@ -25,7 +25,7 @@ test: env                        ## lint, unit tests, the notebook under nbval, 
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests hw1.ipynb $(NBVAL) -p no:cacheprovider --durations=12
 
-check: $(STAMP) data             ## ruff and the unit tests without a browser, nbval or the PDF (about a minute)
+check: $(STAMP) data             ## ruff and the unit tests: no browser, no nbval, no PDF
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider --durations=5
 
