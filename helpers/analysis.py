@@ -61,15 +61,17 @@ def final_table(recorded: torch.Tensor, test: torch.Tensor, train: torch.Tensor)
     def with_exact(v: torch.Tensor) -> list[float]:
         return [float(v[0]), float(v[1]), float(v[2]), float(exact_neg_elbo(v[1], v[2]))]
 
-    columns = {"test, epoch 20": with_exact(recorded), "test, 4 draws": with_exact(test.mean(0)),
-               "train 10,000": with_exact(train)}
-    columns["test - train"] = [a - b for a, b in zip(columns["test, 4 draws"],
-                                                     columns["train 10,000"], strict=True)]
+    columns = {"test, recorded": with_exact(recorded),
+               f"test, {len(test)} draws": with_exact(test.mean(0)),
+               "train": with_exact(train)}
+    columns["test - train"] = [a - b for a, b in zip(with_exact(test.mean(0)), with_exact(train),
+                                                     strict=True)]
     lines = [f"{'':<19}" + "".join(f"{c:>15}" for c in columns)]
     for i, name in enumerate(("-ELBO", "reconstruction", "KL", "exact -ELBO (nats)")):
         lines.append(f"{name:<19}" + "".join(f"{v[i]:15.2f}" for v in columns.values()))
-    lines.append(f"test -ELBO over the 4 draws: {test[:, 0].min():.2f} to {test[:, 0].max():.2f};"
-                 f" squared error on the 240 padding pixels: {test[:, 3].mean():.3f}")
+    lines.append(f"test -ELBO over the {len(test)} draws: {test[:, 0].min():.2f} to "
+                 f"{test[:, 0].max():.2f}")
+    lines.append(f"test squared error on the 240 padding pixels: {test[:, 3].mean():.3f}")
     return "\n".join(lines)
 
 

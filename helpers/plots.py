@@ -35,7 +35,7 @@ FIGURES = Path(os.environ.get("HW1_FIGURES", REPO_ROOT / "figures"))
 SVG_RC = {"svg.hashsalt": "hw1", "svg.fonttype": "path"}  # fixed ids; text as outlines
 RASTER_DPI = 200  # rasterised parts of an SVG (dense scatters and curves)
 GRID_SCALE = 3  # output pixels per image pixel (each one a GRID_SCALE x GRID_SCALE block)
-GRID_DPI = 300  # so a 10 x 10 grid of 28 x 28 digits prints 3 in wide
+GRID_DPI = 360  # so a 10 x 10 grid of 28 x 28 digits prints 2.5 in wide
 CSS_PX_PER_IN = 96
 
 
@@ -182,7 +182,7 @@ def training_curves_figure(train_losses: np.ndarray, test_losses: np.ndarray,
     first = min(2, epochs)  # where the zoom starts
     means = np.array([part.mean(0) for part in np.array_split(train_losses, epochs)])
     x_means = np.arange(1, epochs + 1) - 0.5
-    fig = Figure(figsize=(7, 4.4), layout="constrained")
+    fig = Figure(figsize=(7, 4.0), layout="constrained")
     axes = fig.subplots(3, 2, sharex="col")
     for i, name in enumerate(LOSS_NAMES):
         left, right = axes[i]
@@ -228,7 +228,7 @@ def seed_study_figure(recipes: dict[str, dict[int, dict]], steps: int = 100) -> 
 
     ``recipes`` maps a label to ``{seed: history}`` with the layout of ``train`` histories.
     """
-    fig = Figure(figsize=(7, 3.8), layout="constrained")
+    fig = Figure(figsize=(7, 3.4), layout="constrained")
     axes = fig.subplots(2, 1)
     colours = matplotlib.colormaps["tab10"](np.arange(len(recipes)))
     width = 0.8 / len(recipes)
@@ -375,7 +375,7 @@ def plot_flow_density(samples: np.ndarray, grid: tuple[np.ndarray, np.ndarray, n
 
 def latent_means_figure(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarray) -> Figure:
     """Test-set encoder means projected to 2-D, coloured by digit; axes say their variance share."""
-    fig = Figure(figsize=(5.0, 3.3), layout="constrained")
+    fig = Figure(figsize=(5.0, 3.0), layout="constrained")
     ax = fig.subplots()
     sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6,
                     rasterized=True)
@@ -398,7 +398,7 @@ def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarr
 def active_units_figure(kl_per_dim: np.ndarray, activity: np.ndarray,
                         threshold: float = 0.01) -> Figure:
     """Mean KL per latent dimension, and the activity Cov_x(E_q[z_u]) against its threshold."""
-    fig = Figure(figsize=(7, 2.7), layout="constrained")
+    fig = Figure(figsize=(7, 2.3), layout="constrained")
     axes = fig.subplots(1, 2)
     dims = np.arange(1, len(kl_per_dim) + 1)
     axes[0].bar(dims, kl_per_dim)
