@@ -179,9 +179,10 @@ def class_means_table(mu: torch.Tensor, labels: torch.Tensor) -> str:
     share of the variance each component explains."""
     mu_2d, explained = pca_2d(mu)
     means = [mu_2d[labels == d].mean(0) for d in range(10)]
-    lines = ["class means on the first two principal components",
-             "digit            " + "".join(f"{d:>6}" for d in range(10))]
-    lines += [f"component {k + 1} ({explained[k]:.0%}) " + "".join(f"{m[k]:+6.2f}" for m in means)
-              for k in range(2)]
+    rows = {"digit": [f"{d:>6}" for d in range(10)]}
+    rows.update({f"component {k + 1} ({explained[k]:.0%})": [f"{m[k]:+6.2f}" for m in means]
+                 for k in range(2)})
+    lines = ["class means on the first two principal components"]
+    lines += [f"{name:<17}" + "".join(cells) for name, cells in rows.items()]
     return "\n".join(lines)
 

@@ -29,6 +29,9 @@ from helpers.files import write_atomic
 
 PAPERS = {"letter": (8.5, 11.0), "a4": (210 / 25.4, 297 / 25.4)}  # width, height in inches
 MARGIN_IN = 0.5
+# The page number, centred in the bottom margin (Chromium fills in the classed spans).
+FOOTER = ('<div style="width: 100%; text-align: center; font-size: 8pt; color: #555;">'
+          '<span class="pageNumber"></span> / <span class="totalPages"></span></div>')
 PX_PER_IN = 96  # CSS pixels per inch, on screen and on paper
 TEMPLATE = Path(__file__).with_name("pdf_template")
 BROWSER_ENV = "HW1_BROWSER"
@@ -214,7 +217,9 @@ def print_page(page: Any, paper: str = "letter") -> bytes:
     width, height = PAPERS[paper]
     data = page.pdf(width=f"{width:.4f}in", height=f"{height:.4f}in",
                     margin={side: f"{MARGIN_IN}in" for side in ("top", "right", "bottom", "left")},
-                    print_background=True, outline=True, tagged=True)
+                    print_background=True, outline=True, tagged=True,
+                    display_header_footer=True, header_template="<span></span>",
+                    footer_template=FOOTER)
     return without_dates(data)
 
 

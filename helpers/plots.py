@@ -157,7 +157,7 @@ def show_samples(samples: np.ndarray, fname: str | Path | None = None, nrow: int
 
 # Units of each column: the assignment's reconstruction term is a squared error, not nats.
 UNITS = {"-ELBO": "squared error + nats", "reconstruction": "squared error", "KL": "nats"}
-ROWS = {"-ELBO": "-ELBO", "reconstruction": "reconstruction", "KL": "KL"}
+ROWS = {"-ELBO": "-ELBO", "reconstruction": "recon.\n(sq. error)", "KL": "KL\n(nats)"}
 
 
 def zoom_limits(values: np.ndarray) -> tuple[float, float]:
@@ -191,7 +191,7 @@ def training_curves_figure(train_losses: np.ndarray, test_losses: np.ndarray,
         left.plot(x_test, test_losses[:, i], "o-", ms=3, lw=1, color="C1",
                   label="test (whole set, per epoch)")
         left.set_yscale("log")
-        left.set_ylabel(f"{ROWS[name]}\n({UNITS[name]})", fontsize=9)
+        left.set_ylabel(ROWS[name], fontsize=9)
         late, late_means, late_test = x_train >= first, x_means >= first, x_test >= first
         right.plot(x_train[late], train_losses[late, i], lw=0.5, alpha=0.3, rasterized=True)
         right.plot(x_means[late_means], means[late_means, i], "s-", ms=3, lw=1, color="C0",

@@ -97,3 +97,11 @@ def compare_with_shipped(state: dict, config: Config = Config()) -> str:
     rows += [f"{k:<22}{mine[k]:12.2f}{theirs[k]:12.2f}" for k in mine]
     return ("This is a retrained model. The text below quotes the shipped run; this model's "
             "numbers are in the outputs.\n" + "\n".join(rows))
+
+
+def epoch_table(test: torch.Tensor, epochs: tuple[int, ...]) -> str:
+    """The recorded test [-ELBO, recon, KL] after each of ``epochs`` (0: at initialisation)."""
+    lines = ["test set      " + "".join(f"{f'epoch {e}':>9}" for e in epochs)]
+    for i, name in enumerate(("-ELBO", "reconstruction", "KL")):
+        lines.append(f"{name:<14}" + "".join(f"{test[e, i]:9.2f}" for e in epochs))
+    return "\n".join(lines)

@@ -120,14 +120,6 @@ def _signed(value: float | torch.Tensor, digits: int, width: int) -> str:
     return f"{round(float(value), digits) + 0.0:+{width}.{digits}f}"
 
 
-def epoch_table(test: torch.Tensor, epochs: tuple[int, ...]) -> str:
-    """The recorded test [-ELBO, recon, KL] after each of ``epochs`` (0: at initialisation)."""
-    lines = ["test set      " + "".join(f"{f'epoch {e}':>9}" for e in epochs)]
-    for i, name in enumerate(("-ELBO", "reconstruction", "KL")):
-        lines.append(f"{name:<14}" + "".join(f"{test[e, i]:9.2f}" for e in epochs))
-    return "\n".join(lines)
-
-
 PROBE = REPO_ROOT / "checkpoints" / "first-steps.pt"  # ``probe`` of seeds 0-7, plain recipe
 
 
@@ -164,7 +156,8 @@ def precision_line(runs: dict[int, dict], baseline: dict[int, dict], epoch: int)
     diff = torch.stack([runs[s]["test"][epoch, 0] for s in seeds]) - base
     return (f"bf16 - fp32, test -ELBO after epoch {epoch}, seeds {seeds[0]}-{seeds[-1]}: "
             + ", ".join(_signed(d, 2, 0) for d in diff)
-            + f"; fp32 spread over seeds {base.max() - base.min():.2f}")
+            + f"\nfp32 test -ELBO after epoch {epoch}, largest minus smallest over those seeds: "
+            f"{base.max() - base.min():.2f}")
 
 
 def load_probe(path: Path = PROBE) -> dict[str, dict[str, torch.Tensor]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import textwrap
 from collections.abc import Callable
 
 import torch
@@ -197,6 +198,21 @@ def exact_neg_elbo(recon: float | torch.Tensor, kl: float | torch.Tensor,
 def logvar(log_sigma: torch.Tensor) -> torch.Tensor:
     """log sigma^2 = 2 log sigma: question 2's formula is written in sigma^2."""
     return 2 * log_sigma
+
+
+def layer_summary(net: nn.Sequential, width: int = 92) -> str:
+    """``net``'s layers, one short phrase each (read off the modules themselves), wrapped."""
+    def phrase(m: nn.Module) -> str:
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            kind = "convT" if isinstance(m, nn.ConvTranspose2d) else "conv"
+            return (f"{kind} {m.in_channels}→{m.out_channels} {m.kernel_size[0]}×"
+                    f"{m.kernel_size[1]}/{m.stride[0]}")
+        if isinstance(m, nn.Linear):
+            return f"linear {m.in_features}→{m.out_features}"
+        if isinstance(m, nn.Unflatten):
+            return "reshape " + "×".join(map(str, m.unflattened_size))
+        return type(m).__name__
+    return textwrap.fill(", ".join(phrase(m) for m in net), width, subsequent_indent="  ")
 
 
 def parameter_count(model: nn.Module) -> int:

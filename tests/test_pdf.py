@@ -171,9 +171,9 @@ def page_fills(pdf_path: Path, folder: Path, dpi: int = 30) -> list[float]:
     margin = round(pdf.MARGIN_IN * dpi)
     fills = []
     for path in sorted(folder.glob("p-*.pgm"), key=lambda p: int(p.stem.split("-")[1])):
-        ink = np.asarray(Image.open(path)) < 240
+        ink = np.asarray(Image.open(path))[margin:-margin] < 240  # the page number lies below
         rows = np.flatnonzero(ink.any(axis=1))
-        fills.append((rows.max() - margin) / (ink.shape[0] - 2 * margin) if len(rows) else 0.0)
+        fills.append(rows.max() / ink.shape[0] if len(rows) else 0.0)
     return fills
 
 
