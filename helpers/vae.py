@@ -201,7 +201,8 @@ def logvar(log_sigma: torch.Tensor) -> torch.Tensor:
 
 
 def layer_summary(net: nn.Sequential, width: int = 92) -> str:
-    """``net``'s layers, one short phrase each (read off the modules themselves), wrapped."""
+    """``net``'s layers, one short phrase each (read off the modules themselves), wrapped and
+    indented; ``a→b k×k/s`` is a (transposed) convolution with kernel k and stride s."""
     def phrase(m: nn.Module) -> str:
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
             kind = "convT" if isinstance(m, nn.ConvTranspose2d) else "conv"
@@ -212,7 +213,8 @@ def layer_summary(net: nn.Sequential, width: int = 92) -> str:
         if isinstance(m, nn.Unflatten):
             return "reshape " + "×".join(map(str, m.unflattened_size))
         return type(m).__name__
-    return textwrap.fill(", ".join(phrase(m) for m in net), width, subsequent_indent="  ")
+    return textwrap.fill(", ".join(phrase(m) for m in net), width, initial_indent="  ",
+                         subsequent_indent="  ")
 
 
 def parameter_count(model: nn.Module) -> int:
