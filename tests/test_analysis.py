@@ -110,3 +110,17 @@ def test_the_spread_of_draws_is_that_of_whole_set_estimates(mnist):
     measured = torch.tensor(means).std().item()  # 60 whole-set estimates, written out here
     spread = analysis.test_draws(model, x, draws=60, batch_size=30)[:, 0].std().item()
     assert spread == pytest.approx(measured, rel=0.3)
+
+
+def test_final_table_sets_test_against_train_and_subtracts_them():
+    recorded = torch.tensor([55.0, 30.0, 25.0])
+    test = torch.tensor([[55.2, 30.1, 25.1, 0.02], [55.4, 30.3, 25.1, 0.02]])
+    train_row = torch.tensor([53.0, 27.5, 25.5, 0.01])
+    rows = {line[:19].strip(): [float(v) for v in line[19:].split()]
+            for line in analysis.final_table(recorded, test, train_row).splitlines()[1:5]}
+    assert rows["-ELBO"] == [55.0, 55.3, 53.0, pytest.approx(2.3)]
+    assert rows["KL"] == [25.0, 25.1, 25.5, pytest.approx(-0.4)]
+    # exact -ELBO = recon / 2 + 512 log(2 pi) + KL, and the gap is that of the two columns
+    constant = 512 * math.log(2 * math.pi)
+    assert rows["exact -ELBO (nats)"][0] == pytest.approx(15.0 + constant + 25.0, abs=0.01)
+    assert rows["exact -ELBO (nats)"][3] == pytest.approx(1.35 - 0.4, abs=0.01)

@@ -189,3 +189,17 @@ def test_generation_computes_in_float64_and_draws_the_same_z(model):
 def test_interpolate_rejects_mismatched_pairs(model):
     with pytest.raises(ValueError, match="must match"):
         model.interpolate(torch.zeros(2, 1, 32, 32), torch.zeros(3, 1, 32, 32))
+
+
+def test_layer_summary_reads_the_assignments_layers_off_the_model():
+    model = VAE()
+    encoder = vae.layer_summary(model.encoder, width=1000).strip().split(", ")
+    assert [p for p in encoder if p != "ReLU"] == [
+        "conv 1→32 3×3/1", "conv 32→64 3×3/2", "conv 64→128 3×3/2", "conv 128→256 3×3/2",
+        "Flatten", "linear 4096→32"]
+    decoder = vae.layer_summary(model.decoder, width=1000).strip().split(", ")
+    assert [p for p in decoder if p != "ReLU"] == [
+        "linear 16→2048", "reshape 128×4×4", "convT 128→128 4×4/2", "convT 128→64 4×4/2",
+        "convT 64→32 4×4/2", "conv 32→1 3×3/1"]
+    assert "linear 4096→64" in vae.layer_summary(VAE(latent_dim=32).encoder)
+    assert all(len(line) <= 92 for line in vae.layer_summary(model.decoder).splitlines())
