@@ -182,7 +182,7 @@ def training_curves_figure(train_losses: np.ndarray, test_losses: np.ndarray,
     first = min(2, epochs)  # where the zoom starts
     means = np.array([part.mean(0) for part in np.array_split(train_losses, epochs)])
     x_means = np.arange(1, epochs + 1) - 0.5
-    fig = Figure(figsize=(7, 4.0), layout="constrained")
+    fig = Figure(figsize=(7, 3.5), layout="constrained")
     axes = fig.subplots(3, 2, sharex="col")
     for i, name in enumerate(LOSS_NAMES):
         left, right = axes[i]
@@ -228,7 +228,7 @@ def seed_study_figure(recipes: dict[str, dict[int, dict]], steps: int = 100) -> 
 
     ``recipes`` maps a label to ``{seed: history}`` with the layout of ``train`` histories.
     """
-    fig = Figure(figsize=(7, 3.4), layout="constrained")
+    fig = Figure(figsize=(7, 3.0), layout="constrained")
     axes = fig.subplots(2, 1)
     colours = matplotlib.colormaps["tab10"](np.arange(len(recipes)))
     width = 0.8 / len(recipes)
@@ -265,10 +265,6 @@ def seed_study_figure(recipes: dict[str, dict[int, dict]], steps: int = 100) -> 
     return fig
 
 
-def plot_seed_study(recipes: dict[str, dict[int, dict]], steps: int = 100,
-                    fname: str | Path | None = None) -> SVG:
-    """``seed_study_figure``, saved as SVG to ``fname`` and returned for display."""
-    return save(seed_study_figure(recipes, steps), fname)
 
 
 def paths_into(made: MADE, output: int) -> list[set[tuple[int, int]]]:
@@ -336,9 +332,6 @@ def made_figure(made: MADE, output: int = 3) -> Figure:
     return fig
 
 
-def draw_made(made: MADE, fname: str | Path | None = None) -> SVG:
-    """``made_figure``, saved as SVG to ``fname`` and returned for display."""
-    return save(made_figure(made), fname)
 
 
 def flow_density_figure(samples: np.ndarray,
@@ -367,10 +360,6 @@ def flow_density_figure(samples: np.ndarray,
     return fig
 
 
-def plot_flow_density(samples: np.ndarray, grid: tuple[np.ndarray, np.ndarray, np.ndarray],
-                      fname: str | Path | None = None) -> SVG:
-    """``flow_density_figure``, saved as SVG to ``fname`` and returned for display."""
-    return save(flow_density_figure(samples, grid), fname)
 
 
 def latent_means_figure(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarray) -> Figure:
@@ -389,10 +378,6 @@ def latent_means_figure(mu_2d: np.ndarray, labels: np.ndarray, explained: np.nda
     return fig
 
 
-def plot_latent_means(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarray,
-                      fname: str | Path | None = None) -> SVG:
-    """``latent_means_figure``, saved as SVG to ``fname`` and returned for display."""
-    return save(latent_means_figure(mu_2d, labels, explained), fname)
 
 
 def active_units_figure(kl_per_dim: np.ndarray, activity: np.ndarray,
@@ -413,9 +398,3 @@ def active_units_figure(kl_per_dim: np.ndarray, activity: np.ndarray,
         ax.set_xticks(dims)
         ax.tick_params(labelsize=8, which="both")
     return fig
-
-
-def plot_active_units(kl_per_dim: np.ndarray, activity: np.ndarray, threshold: float = 0.01,
-                      fname: str | Path | None = None) -> SVG:
-    """``active_units_figure``, saved as SVG to ``fname`` and returned for display."""
-    return save(active_units_figure(kl_per_dim, activity, threshold), fname)

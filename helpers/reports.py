@@ -11,7 +11,7 @@ from helpers import checkpoints
 from helpers.checkpoints import CheckpointError, MismatchError, checkpoint_path, load_checkpoint
 from helpers.data import REPO_ROOT
 from helpers.train import Config, train
-from helpers.vae import LOSS_NAMES, VAE, exact_neg_elbo
+from helpers.vae import LOSS_NAMES, VAE, exact_neg_elbo, layer_summary, parameter_count
 
 
 def load_or_train(config: Config = Config(), *, retrain: bool = False,
@@ -65,6 +65,13 @@ def final_test(state: dict) -> dict[str, float]:
     final = dict(zip(LOSS_NAMES, (float(v) for v in state["history"]["test"][-1]), strict=True))
     final["exact -ELBO (nats)"] = exact_neg_elbo(final["reconstruction"], final["KL"])
     return final
+
+
+def overview(model: VAE, state: dict, path: Path, config: Config = Config()) -> str:
+    """The model's layers, then ``describe`` and ``compare_with_shipped``."""
+    nets = [f"{name}, {parameter_count(net):,} parameters:\n{layer_summary(net)}"
+            for name, net in (("encoder", model.encoder), ("decoder", model.decoder))]
+    return "\n".join([*nets, describe(state, path), compare_with_shipped(state, config)])
 
 
 def describe(state: dict, path: Path) -> str:

@@ -149,7 +149,7 @@ def test_a_figure_saved_under_the_wrong_kind_of_name_is_refused(tmp_path, mnist)
     with pytest.raises(ValueError, match=r"saved as PNG; name it digits\.png"):
         plots.show_samples(plots.to_uint8(mnist.test_x[:4]), tmp_path / "digits.svg", nrow=2)
     with pytest.raises(ValueError, match=r"saved as SVG; name it made\.svg"):
-        plots.draw_made(made.MADE(n=4, hidden=(5, 5)), tmp_path / "made.png")
+        plots.save(plots.made_figure(made.MADE(n=4, hidden=(5, 5))), tmp_path / "made.png")
 
 
 def test_no_text_overprints_another_in_any_figure(made_twice):
