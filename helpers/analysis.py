@@ -64,7 +64,7 @@ def final_table(recorded: torch.Tensor, test: torch.Tensor, train: torch.Tensor)
     columns = {"test, recorded": with_exact(recorded),
                f"test, {len(test)} draws": with_exact(test.mean(0)),
                "train": with_exact(train)}
-    columns["test - train"] = [a - b for a, b in zip(with_exact(test.mean(0)), with_exact(train),
+    columns["draws - train"] = [a - b for a, b in zip(with_exact(test.mean(0)), with_exact(train),
                                                      strict=True)]
     lines = [f"{'':<19}" + "".join(f"{c:>15}" for c in columns)]
     for i, name in enumerate(("-ELBO", "reconstruction", "KL", "exact -ELBO (nats)")):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import textwrap
 from collections.abc import Callable
 
 import torch
@@ -213,8 +212,12 @@ def layer_summary(net: nn.Sequential, width: int = 92) -> str:
         if isinstance(m, nn.Unflatten):
             return "reshape " + "×".join(map(str, m.unflattened_size))
         return type(m).__name__
-    return textwrap.fill(", ".join(phrase(m) for m in net), width, initial_indent="  ",
-                         subsequent_indent="  ")
+    lines = [""]
+    for part in (phrase(m) for m in net):  # a layer's phrase is never split across lines
+        if lines[-1] and len(lines[-1]) + len(part) + 4 > width:
+            lines.append("")
+        lines[-1] += (", " if lines[-1] else "") + part
+    return ",\n".join("  " + line for line in lines)
 
 
 def parameter_count(model: nn.Module) -> int:

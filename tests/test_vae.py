@@ -194,6 +194,7 @@ def test_interpolate_rejects_mismatched_pairs(model):
 def test_layer_summary_reads_the_assignments_layers_off_the_model():
     model = VAE()
     encoder = vae.layer_summary(model.encoder, width=1000).strip().split(", ")
+    assert "\n" not in vae.layer_summary(model.encoder, width=1000)
     assert [p for p in encoder if p != "ReLU"] == [
         "conv 1→32 3×3/1", "conv 32→64 3×3/2", "conv 64→128 3×3/2", "conv 128→256 3×3/2",
         "Flatten", "linear 4096→32"]
@@ -202,4 +203,6 @@ def test_layer_summary_reads_the_assignments_layers_off_the_model():
         "linear 16→2048", "reshape 128×4×4", "convT 128→128 4×4/2", "convT 128→64 4×4/2",
         "convT 64→32 4×4/2", "conv 32→1 3×3/1"]
     assert "linear 4096→64" in vae.layer_summary(VAE(latent_dim=32).encoder)
-    assert all(len(line) <= 92 for line in vae.layer_summary(model.decoder).splitlines())
+    lines = vae.layer_summary(model.decoder).splitlines()
+    assert len(lines) > 1 and all(len(line) <= 92 for line in lines)
+    assert [p.strip() for p in ",".join(lines).split(",")] == decoder  # no phrase is split
