@@ -214,7 +214,7 @@ def layer_summary(net: nn.Sequential, width: int = 92) -> str:
         return type(m).__name__
     lines = [""]
     for part in (phrase(m) for m in net):  # a layer's phrase is never split across lines
-        if lines[-1] and len(lines[-1]) + len(part) + 4 > width:
+        if lines[-1] and len(lines[-1]) + len(part) + 5 > width:  # indent, ", " and ","
             lines.append("")
         lines[-1] += (", " if lines[-1] else "") + part
     return ",\n".join("  " + line for line in lines)
