@@ -254,7 +254,7 @@ def seed_study_figure(recipes: dict[str, dict[int, dict]], steps: int = 100) -> 
     axes[0].set_xlabel("Adam step", fontsize=9)
     axes[0].set_ylabel(UNITS["KL"], fontsize=9)
     axes[0].set_title(f"minibatch KL in the first {steps} steps, one line per seed", fontsize=10)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, loc="upper right")  # the early spikes are on the left
     axes[1].set_xlabel("seed", fontsize=9)
     axes[1].set_ylabel(UNITS["-ELBO"], fontsize=9)
     axes[1].set_title("test -ELBO after epoch 1 (●), 2 (■) and 3 (▲), colours as above\n"
