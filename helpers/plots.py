@@ -88,6 +88,10 @@ class SVG:
         text = self.data.decode("utf-8")
         return text[text.index("<svg"):]
 
+    def __repr__(self) -> str:
+        """A plain-text stand-in with no memory address, so a re-run stores the same notebook."""
+        return f"<SVG figure, {len(self.data):,} bytes>"
+
 
 def displayed(data: bytes, kind: str) -> SVG | Image:
     """The notebook's view of saved figure bytes; a PNG shows at its printed size."""

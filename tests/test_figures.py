@@ -239,3 +239,9 @@ def test_the_size_check_sees_a_small_tick_label():
     ax.set_xlabel("tiny", fontsize=6)
     assert texts_too_small(fig) == [("tiny", 6)]
     plt.close(fig)
+
+
+def test_a_saved_svg_shows_as_the_same_text_every_time(tmp_path):
+    fig = plots.made_figure(made.MADE(n=4, hidden=(5, 5)))
+    first, second = plots.save(fig, tmp_path / "a.svg"), plots.save(fig, tmp_path / "b.svg")
+    assert repr(first) == repr(second) and "0x" not in repr(first)  # no address in the notebook
