@@ -61,11 +61,10 @@ def final_table(recorded: torch.Tensor, test: torch.Tensor, train: torch.Tensor)
     def with_exact(v: torch.Tensor) -> list[float]:
         return [float(v[0]), float(v[1]), float(v[2]), float(exact_neg_elbo(v[1], v[2]))]
 
-    columns = {"test, recorded": with_exact(recorded),
-               f"test, {len(test)} draws": with_exact(test.mean(0)),
-               "train": with_exact(train)}
-    columns["draws - train"] = [a - b for a, b in zip(with_exact(test.mean(0)), with_exact(train),
-                                                     strict=True)]
+    drawn, trained = with_exact(test.mean(0)), with_exact(train)
+    columns = {"test, recorded": with_exact(recorded), f"test, {len(test)} draws": drawn,
+               "train": trained,
+               "draws - train": [a - b for a, b in zip(drawn, trained, strict=True)]}
     lines = [f"{'':<19}" + "".join(f"{c:>15}" for c in columns)]
     for i, name in enumerate(("-ELBO", "reconstruction", "KL", "exact -ELBO (nats)")):
         lines.append(f"{name:<19}" + "".join(f"{v[i]:15.2f}" for v in columns.values()))

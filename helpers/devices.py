@@ -9,6 +9,7 @@ import torch
 from helpers.vae import VAE
 
 PRECISIONS = ("fp32", "bf16", "auto")
+BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # the CPU flags of native bf16 arithmetic
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -34,7 +35,7 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
-        return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+        return bool(BF16_FLAGS & cpu_flags())
     return False
 
 
@@ -49,7 +50,7 @@ def cpu_flags() -> set[str]:
 
 def bf16_here() -> str:
     """What this machine's CPU offers for bf16, and what ``--precision auto`` picks on it."""
-    flags = sorted({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    flags = sorted(BF16_FLAGS & cpu_flags())
     return (f"this CPU: bf16 flags {', '.join(flags) or 'none'}; --precision auto trains in "
             f"{pick_precision('auto', torch.device('cpu'))} here")
 
