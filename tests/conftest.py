@@ -16,14 +16,16 @@ from helpers.data import DEFAULT_ROOT, MNIST, load_mnist  # noqa: E402
 
 # Whole modules that start a browser (JupyterLab) or build a fresh environment (Colab's pip).
 SLOW_MODULES = {"test_browser", "test_colab"}
+# Fixtures that print with a browser, or encode the whole test set in float64 (figures).
+SLOW_FIXTURES = {"browser", "notebook_inputs"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``slow`` what `make check` leaves out: those modules, and every test that needs the
-    ``browser`` fixture (the PDF export and its layout)."""
+    """Mark ``slow`` what `make check` leaves out: those modules, and every test that needs one
+    of those fixtures (besides the tests marked ``slow`` one by one)."""
     for item in items:  # nbval's notebook cells have neither a module nor fixtures
         module = getattr(getattr(item, "module", None), "__name__", "")
-        if module in SLOW_MODULES or "browser" in getattr(item, "fixturenames", ()):
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 

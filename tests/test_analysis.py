@@ -99,6 +99,7 @@ def test_the_first_draw_repeats_evaluate_and_the_padding_is_part_of_the_reconstr
     assert 0 < ring.item() / 40 / 2 < draws[0, 3] < draws[0, 1]  # padding also has top rows
 
 
+@pytest.mark.slow
 def test_the_spread_of_draws_is_that_of_whole_set_estimates(mnist):
     torch.manual_seed(0)
     model = VAE().eval()

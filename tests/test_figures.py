@@ -188,6 +188,7 @@ SETTINGS = {"none": {}, "ONEDNN_MAX_CPU_ISA=AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"
             "ATEN_CPU_CAPABILITY=avx2": {"ATEN_CPU_CAPABILITY": "avx2"}}
 
 
+@pytest.mark.slow
 def test_grids_and_pca_are_byte_identical_under_every_cpu_kernel_choice():
     # Each setting picks other float32 kernels, so it needs a fresh process.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

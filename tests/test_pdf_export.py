@@ -110,6 +110,7 @@ def test_command_line_without_a_browser_says_how_to_get_one(no_browser, tmp_path
     assert not (tmp_path / "out.pdf").exists()
 
 
+@pytest.mark.slow
 def test_command_line_prints_a_message_not_a_traceback(tmp_path):
     notebook = _notebook(tmp_path / "nb.ipynb", SHORT)
     run = subprocess.run([sys.executable, "-m", "helpers.pdf", str(notebook),

@@ -22,11 +22,27 @@ def _train(small, tmp_path, name="ckpt.pt", epochs=1, **kwargs):
                        device="cpu", progress=False, **kwargs)
 
 
+@pytest.fixture(scope="module")
+def trained(small, tmp_path_factory):
+    """A 1-epoch fp32 checkpoint of ``small``, written by ``_train`` once for the module."""
+    folder = tmp_path_factory.mktemp("trained")
+    _train(small, folder)
+    return folder / "ckpt.pt"
+
+
+def _copy(trained, tmp_path):
+    """A copy of that checkpoint at tmp_path/ckpt.pt (for tests that change or continue it)."""
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(trained.read_bytes())
+    return path
+
+
 def _shipped_and_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path / "checkpoints")
     monkeypatch.setattr(checkpoints, "RUNS_DIR", tmp_path / "runs")
 
 
+@pytest.mark.slow
 def test_loss_falls_within_a_few_steps(small):
     torch.manual_seed(0)
     model = train.VAE()
@@ -69,6 +85,7 @@ def test_evaluate_matches_the_mean_of_per_image_losses(small):
     assert per_image.shape == (3, 3)
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_history_as_an_uninterrupted_run(small, tmp_path):
     _, full = _train(small, tmp_path, "full.pt", epochs=2, fast=False)
     _train(small, tmp_path, "split.pt", epochs=1, fast=False)
@@ -79,6 +96,7 @@ def test_resume_gives_the_same_history_as_an_uninterrupted_run(small, tmp_path):
         assert torch.equal(v, resumed["model"][k]), k
 
 
+@pytest.mark.slow
 def test_channels_last_does_not_change_the_math(small, tmp_path):
     _, plain = _train(small, tmp_path, "plain.pt", fast=False)
     _, fast = _train(small, tmp_path, "fast.pt", fast=True)
@@ -87,8 +105,8 @@ def test_channels_last_does_not_change_the_math(small, tmp_path):
     assert torch.allclose(plain["history"]["test"], fast["history"]["test"], rtol=1e-2)
 
 
-def test_mismatched_config_is_an_error(small, tmp_path):
-    _train(small, tmp_path)
+def test_mismatched_config_is_an_error(small, trained, tmp_path):
+    _copy(trained, tmp_path)
     with pytest.raises(CheckpointError, match="lr: checkpoint 0.001 vs requested 0.01"):
         load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=1, lr=1e-2))
     with pytest.raises(CheckpointError, match="another config"):
@@ -96,9 +114,8 @@ def test_mismatched_config_is_an_error(small, tmp_path):
                     device="cpu", progress=False, resume=True)
 
 
-def test_damaged_checkpoint_is_an_error(small, tmp_path):
-    _train(small, tmp_path)
-    path = tmp_path / "ckpt.pt"
+def test_damaged_checkpoint_is_an_error(trained, tmp_path):
+    path = _copy(trained, tmp_path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="damaged"):
         load_checkpoint(path)
@@ -123,16 +140,15 @@ def test_missing_checkpoint_is_an_error(tmp_path):
         load_checkpoint(tmp_path / "absent.pt")
 
 
-def test_weights_that_do_not_fit_are_an_error(small, tmp_path):
-    _, state = _train(small, tmp_path)
+def test_weights_that_do_not_fit_are_an_error(trained):
+    state = load_checkpoint(trained)
     state["model"]["encoder.0.weight"] = torch.zeros(32, 3, 3, 3)
     with pytest.raises(CheckpointError, match="do not fit"):
         checkpoints.model_from_state(state)
 
 
-def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small, tmp_path):
-    _train(small, tmp_path)
-    path = tmp_path / "ckpt.pt"
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small, trained, tmp_path):
+    path = _copy(trained, tmp_path)
     good = path.read_bytes()
     poisoned = dataclasses.replace(small, train_x=small.train_x * 1e30)  # finite data, inf loss
     with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
@@ -141,9 +157,8 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small, tmp_p
     assert path.read_bytes() == good
 
 
-def test_checkpoint_writes_are_atomic(small, tmp_path):
-    _train(small, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temporary left
+def test_checkpoint_writes_are_atomic(trained):
+    assert sorted(p.name for p in trained.parent.iterdir()) == ["ckpt.pt"]  # no temporary left
 
 
 def test_load_or_train_refuses_a_partial_shipped_checkpoint(small, tmp_path, monkeypatch):
@@ -234,9 +249,9 @@ def test_bad_data_is_refused_before_training(small, tmp_path):
         _train(bad, tmp_path)
 
 
-def test_resuming_a_finished_run_returns_it_unchanged(small, tmp_path):
-    _, done = _train(small, tmp_path)
-    before = (tmp_path / "ckpt.pt").read_bytes()
+def test_resuming_a_finished_run_returns_it_unchanged(small, trained, tmp_path):
+    done = load_checkpoint(trained)
+    before = _copy(trained, tmp_path).read_bytes()
     _, again = _train(small, tmp_path, resume=True)
     assert torch.equal(again["history"]["train"], done["history"]["train"])
     assert (tmp_path / "ckpt.pt").read_bytes() == before
@@ -247,10 +262,10 @@ def test_zero_epochs_is_refused(small, tmp_path):
         _train(small, tmp_path, epochs=0)
 
 
-def test_a_checkpoint_of_the_other_parametrization_is_refused(small, tmp_path):
-    _train(small, tmp_path)  # the default: the encoder outputs log sigma
+def test_a_checkpoint_of_the_other_parametrization_is_refused(trained):
+    # The default: the encoder outputs log sigma.
     with pytest.raises(CheckpointError, match="scale: checkpoint 'log_sigma' vs requested 'logv"):
-        load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=1, scale="logvar"))
+        load_checkpoint(trained, Config(epochs=1, scale="logvar"))
 
 
 def test_a_checkpoint_saved_before_scale_existed_reads_as_logvar(small, tmp_path):
@@ -270,13 +285,13 @@ def test_the_tag_names_the_parametrization_and_the_warmup():
     assert Config(warmup=300).tag().endswith("-log_sigma-w300")
 
 
-def test_histories_round_trip_without_weights(small, tmp_path):
-    _, state = _train(small, tmp_path)
+def test_histories_round_trip_without_weights(trained, tmp_path):
+    state = load_checkpoint(trained)
     checkpoints.save_histories({"run": state}, tmp_path / "h.pt")
     runs = checkpoints.load_histories(tmp_path / "h.pt")
     assert set(runs) == {"run"} and set(runs["run"]) == {"history", "config", "meta"}
     assert torch.equal(runs["run"]["history"]["train"], state["history"]["train"])
-    assert (tmp_path / "h.pt").stat().st_size < (tmp_path / "ckpt.pt").stat().st_size / 10
+    assert (tmp_path / "h.pt").stat().st_size < trained.stat().st_size / 10
 
 
 @pytest.mark.parametrize("content", [b"not a torch file", None])
@@ -347,6 +362,7 @@ def test_auto_precision_on_gpus_without_native_bf16_is_fp32(monkeypatch):
         devices.pick_precision("fp16", torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_bf16_training_records_its_precision_and_evaluates_in_fp32(small, tmp_path):
     model, state = train.train(Config(epochs=1, precision="bf16"), out=tmp_path / "b.pt",
                                data=small, device="cpu", progress=False)
@@ -377,16 +393,15 @@ def test_bf16_step_losses_are_close_to_fp32(small):
     assert torch.allclose(bf16, fp32, rtol=2e-2)
 
 
-def test_a_checkpoint_of_another_precision_is_refused_unless_auto(small, tmp_path):
-    _train(small, tmp_path)  # fp32
+def test_a_checkpoint_of_another_precision_is_refused_unless_auto(trained):
+    # ``trained`` is fp32.
     with pytest.raises(CheckpointError, match="precision: checkpoint 'fp32' vs requested 'bf16'"):
-        load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=1, precision="bf16"))
-    assert load_checkpoint(tmp_path / "ckpt.pt", Config(epochs=1, precision="auto"))
+        load_checkpoint(trained, Config(epochs=1, precision="bf16"))
+    assert load_checkpoint(trained, Config(epochs=1, precision="auto"))
 
 
-def test_checkpoints_get_the_usual_permissions(small, tmp_path):
-    _train(small, tmp_path)
-    mode = stat.S_IMODE((tmp_path / "ckpt.pt").stat().st_mode)
+def test_checkpoints_get_the_usual_permissions(trained):
+    mode = stat.S_IMODE(trained.stat().st_mode)
     assert mode == 0o666 & ~current_umask()
 
 
@@ -525,8 +540,8 @@ def test_the_fingerprint_sees_what_the_weights_cannot():
     assert checkpoints.fingerprint(not_in_place) == checkpoints.fingerprint(plain)
 
 
-def test_a_checkpoint_without_an_architecture_is_refused_until_stamped(small, tmp_path, capsys):
-    _, state = _train(small, tmp_path)
+def test_a_checkpoint_without_an_architecture_is_refused_until_stamped(trained, tmp_path, capsys):
+    state = load_checkpoint(trained)
     path = tmp_path / "old.pt"
     del state["architecture"], state["config"]["dataset"]  # as checkpoints were written before
     checkpoints.save_checkpoint(path, state)
@@ -569,9 +584,10 @@ def test_cli_refuses_another_precision_before_saying_it_continues(small, tmp_pat
     assert out.read_bytes() == before
 
 
-def test_auto_precision_continues_a_run_in_its_own_precision(small, tmp_path, monkeypatch):
+def test_auto_precision_continues_a_run_in_its_own_precision(small, trained, tmp_path,
+                                                            monkeypatch):
     monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx512_bf16"})  # auto would pick bf16
-    _train(small, tmp_path)  # fp32
+    _copy(trained, tmp_path)  # fp32
     _, state = train.train(Config(epochs=2, precision="auto"), out=tmp_path / "ckpt.pt",
                            data=small, device="cpu", progress=False, resume=True)
     assert state["config"]["precision"] == "fp32" and state["meta"]["epochs_done"] == 2
