@@ -13,11 +13,8 @@ from helpers.vae import IMAGE_SHAPE, VAE, P, exact_neg_elbo, float64_on_cpu, log
 
 @torch.no_grad()
 def latent_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, ...]:
-    """Encoder ``mu`` and ``log_sigma`` for every image of ``x``, on the CPU (for statistics).
-
-    Computed in float64 (see ``float64_on_cpu``): the PCA figure and the printed statistics
-    come out the same on every CPU. Returned in float32.
-    """
+    """Encoder ``mu`` and ``log_sigma`` of every image of ``x``, on the CPU in float32;
+    computed in float64 (``float64_on_cpu``), so the statistics are the same on every CPU."""
     mu, log_sigma = float64_on_cpu(_encode_all)(model, x, batch_size)
     return mu.cpu(), log_sigma.cpu()
 
@@ -117,29 +114,22 @@ def active_units(mu: torch.Tensor, log_sigma: torch.Tensor,
 
 
 def aggregate_variance(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
-    """Per-dimension variance of the aggregate posterior q(z) = mean_x q(z|x): Var(mu) + E[sigma^2].
-
-    Where it is far below the prior's 1, part of the prior's mass lies where no q(z|x) puts any.
-    """
+    """Per-dimension variance of the aggregate posterior mean_x q(z|x): Var(mu) + E[sigma^2]."""
     mu, log_sigma = as_host_double(mu, log_sigma)
     return (mu.var(0, unbiased=False) + (2 * log_sigma).exp().mean(0)).float()
 
 
 def as_host_double(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The tensors on the CPU in float64: the one convention of the per-dimension statistics.
+    """The tensors on the CPU in float64, whose sums do not depend on the thread count.
 
-    Float64 sums do not depend on the thread count; variances are over the test set as a
-    population (divided by N), which is what the aggregate posterior's variance is.
-    """
+    Variances are over the test set as a population (divided by N), as the aggregate
+    posterior's is."""
     return tuple(t.cpu().double() for t in tensors)
 
 
 def pca_2d(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rows of ``mu`` on their first two principal components, and each one's variance share.
-
-    In float64, so that the result does not depend on the thread count; each component's sign
-    is fixed (largest loading positive), though the sign itself means nothing.
-    """
+    """The rows of ``mu`` on their first two principal components (in float64; each one's
+    largest loading positive), and each one's share of the variance."""
     (mu,) = as_host_double(mu)
     centred = mu - mu.mean(0)
     _, s, v = torch.linalg.svd(centred, full_matrices=False)

@@ -3,7 +3,8 @@
     python -m helpers.benchmark              # plain, ours in fp32 and in bf16, one run
     python -m helpers.benchmark --profile    # plus a per-layer profile of one step
 
-Run it on a quiet machine: the numbers are only comparable within one run.
+Timings are ``torch.utils.benchmark``'s, on all of torch's threads. Run it on a quiet machine:
+the numbers are only comparable within one run.
 """
 
 from __future__ import annotations
@@ -15,54 +16,56 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch.utils.benchmark import Timer
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from helpers.data import batches, load_mnist
 from helpers.devices import as_input, native_bf16, pick_device, prepare_model
 from helpers.train import train_step
-from helpers.vae import VAE
+from helpers.vae import VAE, losses
 
 
-def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 10,
+def timer(fn: Callable[[], object]) -> Timer:
+    """A ``Timer`` of ``fn()`` on every thread torch has (its default is one)."""
+    return Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+
+
+def seconds_per_step(step: Callable[[], None], warmup: int, steps: int) -> float:
+    """Mean seconds per call of ``step`` over ``steps`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    return timer(step).timeit(steps).mean
+
+
+def matmul_gflops(device: torch.device, n: int = 2048,
                   dtype: torch.dtype = torch.float32) -> float:
-    """Best-of-``reps`` GFLOPS of an n x n matmul in ``dtype`` (the practical roofline)."""
+    """GFLOPS of the fastest block of n x n matmuls in ``dtype`` (the practical roofline)."""
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    best = float("inf")
-    for _ in range(reps + 2):
-        _sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / min(timer(lambda: a @ b).blocked_autorange(min_run_time=1).times) / 1e9
 
 
 def step_gflop(device: torch.device) -> float:
     """FLOPs of one training step (batch 128), counted by torch's FlopCounterMode."""
     model = VAE().to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.zeros(128, 1, 32, 32, device=device)
     with FlopCounterMode(display=False) as counter:
-        train_step(model, opt, x)
+        train_step(model, torch.optim.Adam(model.parameters()), torch.zeros(128, 1, 32, 32,
+                                                                            device=device))
     return counter.get_total_flops() / 1e9
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def endless(make: Callable[[], object]) -> Callable[[], object]:
+    """The next item of ``make()``'s iterator, starting a new one (an epoch) when it ends."""
+    it = iter(())
 
-
-def time_steps(step: Callable[[], None], device: torch.device, warmup: int, steps: int) -> float:
-    """Median-free simple timing: seconds per step over ``steps`` after ``warmup``."""
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return (time.perf_counter() - t0) / steps
+    def next_item() -> object:
+        nonlocal it
+        item = next(it, None)
+        if item is None:
+            it = iter(make())
+            item = next(it)
+        return item
+    return next_item
 
 
 def ours(x_train: torch.Tensor, device: torch.device,
@@ -71,19 +74,9 @@ def ours(x_train: torch.Tensor, device: torch.device,
     torch.manual_seed(0)
     model = prepare_model(VAE().to(device), fast=True)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x_dev = x_train.to(device)
-    gen = torch.Generator().manual_seed(0)
-    it = iter(())
-
-    def step() -> None:
-        nonlocal it
-        x = next(it, None)
-        if x is None:
-            it = batches(x_dev, 128, generator=gen)
-            x = next(it)
-        train_step(model, opt, as_input(x, model), precision)
-
-    return step
+    x_dev, gen = x_train.to(device), torch.Generator().manual_seed(0)
+    batch = endless(lambda: batches(x_dev, 128, generator=gen))
+    return lambda: train_step(model, opt, as_input(batch(), model), precision)
 
 
 def plain(x_train: torch.Tensor, device: torch.device) -> Callable[[], None]:
@@ -91,25 +84,16 @@ def plain(x_train: torch.Tensor, device: torch.device) -> Callable[[], None]:
     torch.manual_seed(0)
     model = VAE().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = DataLoader(TensorDataset(x_train.cpu()), batch_size=128, shuffle=True)
-    it = iter(())
+    batch = endless(lambda: DataLoader(TensorDataset(x_train.cpu()), batch_size=128,
+                                       shuffle=True))
 
     def step() -> None:
-        nonlocal it
-        batch = next(it, None)
-        if batch is None:
-            it = iter(loader)
-            batch = next(it)
-        x = batch[0].to(device)
-        x_hat, mu, log_sigma, _ = model(x)
-        recon = ((x - x_hat) ** 2).flatten(1).sum(1).mean()
-        kl = (0.5 * ((2 * log_sigma).exp() + mu**2 - 2 * log_sigma - 1).sum(1)).mean()
-        loss = recon + kl
+        x = batch()[0].to(device)
+        loss = losses(model, x)[0]
         opt.zero_grad()
         loss.backward()
         opt.step()
         loss.item()
-
     return step
 
 
@@ -118,15 +102,14 @@ def epoch_of_batches(x_train: torch.Tensor) -> tuple[float, float]:
     t0 = time.perf_counter()
     for _ in batches(x_train, 128, generator=torch.Generator().manual_seed(0)):
         pass
-    ours_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t1 = time.perf_counter()
     for _ in DataLoader(TensorDataset(x_train), batch_size=128, shuffle=True):
         pass
-    return ours_s, time.perf_counter() - t0
+    return t1 - t0, time.perf_counter() - t1
 
 
 def same_math(x: torch.Tensor, device: torch.device, steps: int = 3) -> float:
-    """Largest relative difference of the losses of both variants on the same batches."""
+    """Largest relative difference of the losses of NCHW and channels_last on the same batch."""
     results = []
     for fast in (False, True):
         torch.manual_seed(0)
@@ -139,19 +122,16 @@ def same_math(x: torch.Tensor, device: torch.device, steps: int = 3) -> float:
 
 
 def profile_step(x_train: torch.Tensor, device: torch.device, steps: int = 5) -> str:
-    """Per-layer table: milliseconds per step of each convolution/linear (forward + backward)
-    and of the remaining operator kinds, from torch.profiler with input shapes recorded."""
+    """Milliseconds per step of each operator and input shape (forward + backward), top 16."""
     step = ours(x_train, device)
     for _ in range(3):
         step()
     with torch.profiler.profile(record_shapes=True) as prof:
         for _ in range(steps):
             step()
-    rows = []
-    for e in prof.key_averages(group_by_input_shape=True):
-        if e.self_cpu_time_total > 0:
-            rows.append((e.self_cpu_time_total / steps / 1e3, e.key, str(e.input_shapes)[:70]))
-    rows.sort(reverse=True)
+    rows = sorted(((e.self_cpu_time_total / steps / 1e3, e.key, str(e.input_shapes)[:70])
+                   for e in prof.key_averages(group_by_input_shape=True)
+                   if e.self_cpu_time_total > 0), reverse=True)
     total = sum(r[0] for r in rows)
     lines = [f"per-step profile, {total:.1f} ms of operator time (top 16):",
              f"{'ms':>7} {'share':>6}  {'operator':<32} input shapes"]
@@ -159,8 +139,51 @@ def profile_step(x_train: torch.Tensor, device: torch.device, steps: int = 5) ->
     return "\n".join(lines)
 
 
+def measure(device: torch.device, warmup: int, steps: int) -> dict:
+    """Every number of the report, from one run: GFLOPS, GFLOP, seconds and ratios."""
+    x_train = load_mnist().train_x
+    before, flop = matmul_gflops(device), step_gflop(device)
+    s = {name: seconds_per_step(make(), warmup, steps) for name, make in (
+        ("plain", lambda: plain(x_train, device)), ("ours", lambda: ours(x_train, device)),
+        ("bf16", lambda: ours(x_train, device, "bf16")))}
+    fp32, bf16 = max(before, matmul_gflops(device)), matmul_gflops(device, dtype=torch.bfloat16)
+    hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                else f"{platform.machine()}, {torch.get_num_threads()} threads")
+    return {"device": f"{device} ({hardware})", "torch": str(torch.__version__),
+            "fp32_gflops": fp32, "bf16_gflops": bf16, "native_bf16": native_bf16(device),
+            "step_gflop": flop, **{f"{k}_s_per_step": v for k, v in s.items()},
+            **{f"{k}_of_roofline": flop / v / (bf16 if k == "bf16" else fp32)
+               for k, v in s.items()},
+            "relative_loss_difference": same_math(x_train, device),
+            "epoch_s": dict(zip(("batches", "DataLoader"), epoch_of_batches(x_train),
+                                strict=True))}
+
+
+def report(r: dict) -> str:
+    """The numbers of ``measure`` as a short table."""
+    return "\n".join([
+        f"device {r['device']}, torch {r['torch']}",
+        f"fp32 matmul roofline      {r['fp32_gflops']:8.1f} GFLOPS (2048 x 2048)",
+        f"one training step         {r['step_gflop']:8.2f} GFLOP (batch 128), floor "
+        f"{r['step_gflop'] / r['fp32_gflops']:.3f} s",
+        f"plain eager loop          {r['plain_s_per_step']:8.3f} s/step "
+        f"({r['plain_of_roofline']:.0%} of the roofline)",
+        f"this implementation       {r['ours_s_per_step']:8.3f} s/step "
+        f"({r['ours_of_roofline']:.0%}), {r['plain_s_per_step'] / r['ours_s_per_step']:.2f}x "
+        "plain",
+        f"bf16 matmul roofline      {r['bf16_gflops']:8.1f} GFLOPS (native bf16: "
+        f"{r['native_bf16']})",
+        f"this implementation, bf16 {r['bf16_s_per_step']:8.3f} s/step "
+        f"({r['bf16_of_roofline']:.0%} of the bf16 roofline), "
+        f"{r['ours_s_per_step'] / r['bf16_s_per_step']:.2f}x fp32",
+        f"NCHW vs channels_last: largest relative loss difference over 3 steps "
+        f"{r['relative_loss_difference']:.1e}",
+        "one shuffled epoch of batches: in-memory {batches:.3f} s, DataLoader {DataLoader:.3f} s"
+        .format(**r["epoch_s"])])
+
+
 def main() -> None:
-    """Measure all three in one run and print a report (and JSON with --json)."""
+    """Measure everything in one run and print the report (and JSON with --json)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=30)
@@ -169,55 +192,12 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="print the numbers as JSON too")
     args = p.parse_args()
     device = pick_device(args.device)
-    x_train = load_mnist().train_x
-
-    gflops = matmul_gflops(device)
-    flop = step_gflop(device)
-    t_plain = time_steps(plain(x_train, device), device, args.warmup, args.steps)
-    t_ours = time_steps(ours(x_train, device), device, args.warmup, args.steps)
-    t_bf16 = time_steps(ours(x_train, device, "bf16"), device, args.warmup, args.steps)
-    gflops_after = matmul_gflops(device)  # the machine may have been busier at the start
-    roofline = max(gflops, gflops_after)
-    roofline_bf16 = matmul_gflops(device, dtype=torch.bfloat16)
-    diff = same_math(x_train, device)
-    batch_ours, batch_loader = epoch_of_batches(x_train)
-    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"{platform.machine()}, {torch.get_num_threads()} threads"
-    report = {
-        "device": str(device), "hardware": hw, "torch": str(torch.__version__),
-        "matmul_gflops": round(roofline, 1), "step_gflop": round(flop, 2),
-        "plain_s_per_step": round(t_plain, 4), "ours_s_per_step": round(t_ours, 4),
-        "speedup_vs_plain": round(t_plain / t_ours, 2),
-        "ours_fraction_of_roofline": round(flop / t_ours / roofline, 3),
-        "plain_fraction_of_roofline": round(flop / t_plain / roofline, 3),
-        "bf16_s_per_step": round(t_bf16, 4), "bf16_speedup_vs_fp32": round(t_ours / t_bf16, 2),
-        "bf16_matmul_gflops": round(roofline_bf16, 1), "native_bf16": native_bf16(device),
-        "bf16_fraction_of_bf16_roofline": round(flop / t_bf16 / roofline_bf16, 3),
-        "max_relative_loss_difference": diff,
-        "epoch_of_batches_s": round(batch_ours, 3), "epoch_of_dataloader_s": round(batch_loader, 3),
-    }
-    print(f"device {report['device']} ({hw}), torch {report['torch']}")
-    print(f"fp32 matmul roofline     {roofline:8.1f} GFLOPS (2048x2048; before/after: "
-          f"{gflops:.0f}/{gflops_after:.0f})")
-    print(f"one training step        {flop:8.2f} GFLOP (batch 128) -> floor "
-          f"{flop / roofline:.3f} s")
-    print(f"plain eager loop         {t_plain:8.3f} s/step  "
-          f"({report['plain_fraction_of_roofline']:.0%} of roofline)")
-    print(f"this implementation      {t_ours:8.3f} s/step  "
-          f"({report['ours_fraction_of_roofline']:.0%} of roofline)")
-    print(f"speedup vs plain         {report['speedup_vs_plain']:8.2f}x")
-    print(f"bf16 matmul roofline     {roofline_bf16:8.1f} GFLOPS (native bf16: "
-          f"{report['native_bf16']}) -> floor {flop / roofline_bf16:.3f} s")
-    print(f"this implementation, bf16 autocast {t_bf16:.3f} s/step "
-          f"({report['bf16_fraction_of_bf16_roofline']:.0%} of the bf16 roofline), "
-          f"{report['bf16_speedup_vs_fp32']:.2f}x fp32")
-    print(f"same math: largest relative loss difference over 3 steps {diff:.1e}")
-    print(f"one shuffled epoch of batches: in-memory {batch_ours:.3f} s, DataLoader "
-          f"{batch_loader:.3f} s ({batch_loader / batch_ours:.0f}x)")
+    numbers = measure(device, args.warmup, args.steps)
+    print(report(numbers))
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(numbers))
     if args.profile:
-        print(profile_step(x_train, device))
+        print(profile_step(load_mnist().train_x, device))
 
 
 if __name__ == "__main__":

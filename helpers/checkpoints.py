@@ -4,8 +4,6 @@ A checkpoint is a dict of plain tensors and containers (loadable with ``weights_
 ``model``, ``optimizer``, ``history``, ``config`` (``train.Config`` as a dict), ``meta``, ``rng``
 and ``architecture`` (``fingerprint`` of the VAE that trained it). It is reused only where its
 config and its architecture both match what is asked for.
-
-    python -m helpers.checkpoints stamp runs/vae-old.pt   # record the architecture in an old run
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import dataclasses
 import io
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -150,9 +147,7 @@ def check_architecture(state: dict, model: nn.Module, path: Path | str = "the ch
     """Raise MismatchError unless ``state`` was trained by ``model``'s architecture."""
     if "architecture" not in state:
         raise MismatchError(f"{path} records no architecture (saved before it was recorded), so "
-                            "it cannot be checked against the VAE.", "Retrain, or, if this "
-                            "code's VAE trained it, run `python -m helpers.checkpoints stamp "
-                            f"{path}`.")
+                            "it cannot be checked against the VAE.", GENERIC_FIX)
     stored, current = _by_name(state["architecture"]), _by_name(fingerprint(model))
     names = list(dict.fromkeys([*stored, *current]))
     diff = [f"{n}: checkpoint {stored.get(n, 'nothing')} vs model {current.get(n, 'nothing')}"
@@ -221,26 +216,6 @@ def restore_rng(rng: dict, shuffle: torch.Generator, device: torch.device) -> No
         torch.get_device_module(device).set_rng_state(rng[device.type], device)
 
 
-def stamp(path: Path) -> list[str]:
-    """Record this code's architecture and MNIST in an older checkpoint that lacks them; all
-    else (weights, optimizer, history, RNG, meta) is written back unchanged."""
-    state = load_checkpoint(path)
-    config = stored_config(state["config"])
-    model = build_model(config)
-    try:
-        model.load_state_dict(state["model"])  # the shapes at least must fit
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: its weights do not fit this code's VAE, so it was "
-                              f"trained by another architecture; retrain. ({e})") from e
-    added = [name for name, absent in (("architecture", "architecture" not in state),
-                                       ("config.dataset", "dataset" not in state["config"]))
-             if absent]
-    state["config"] = {**state["config"], "dataset": config["dataset"]}
-    state.setdefault("architecture", fingerprint(model))
-    save_checkpoint(path, state)
-    return added
-
-
 # ---------------------------------------------------------------------------- histories
 
 
@@ -269,20 +244,3 @@ def load_histories(path: Path) -> dict[str, dict]:
     if bad:
         raise CheckpointError(f"{path} is not a file of run histories (bad entries: {bad}).")
     return runs
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: ``stamp PATH...``."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) < 2 or args[0] != "stamp":
-        sys.exit("usage: python -m helpers.checkpoints stamp PATH...")
-    for path in args[1:]:
-        try:
-            added = stamp(Path(path))
-        except CheckpointError as e:
-            sys.exit(str(e))
-        print(f"{path}: added {', '.join(added) or 'nothing (already recorded)'}")
-
-
-if __name__ == "__main__":
-    main()

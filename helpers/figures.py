@@ -1,24 +1,93 @@
-"""The notebook's figures: one function each, taking what the notebook holds at that point.
+"""The notebook's figures: how each is made, and how it is saved and shown.
 
-Calling a function saves its figure under figures/ and returns it for display. ``FIGURES`` maps
-each file name to the function that draws it (returning the matplotlib Figure, unsaved): the
-one list of the notebook's figures, which the tests make and check one by one.
+Each registered function draws one figure from what the notebook holds; calling it saves the
+figure under figures/ and returns the saved bytes for display, so the notebook shows exactly
+what figures/ holds. ``FIGURES`` (file name -> drawing function) is the one list of them, which
+the tests make one by one. Plots are saved as SVG (dense scatters rasterised inside), image grids
+as PNG at whole output pixels per image pixel; the same call writes the same bytes every time
+(no dates, no software names, a fixed SVG id salt).
 """
 
 from __future__ import annotations
 
 import functools
+import io
+import os
 from collections.abc import Callable
+from pathlib import Path
 
+import matplotlib
 import torch
 from IPython.display import Image
 from matplotlib.figure import Figure
 
 from helpers import analysis, flows, plots
-from helpers.data import MNIST
+from helpers.data import MNIST, REPO_ROOT
 from helpers.made import MADE
-from helpers.plots import SVG
 from helpers.vae import VAE
+
+# HW1_FIGURES lets the tests execute the notebook without touching the committed figures.
+FIGURE_DIR = Path(os.environ.get("HW1_FIGURES", REPO_ROOT / "figures"))
+SVG_RC = {"svg.hashsalt": "hw1", "svg.fonttype": "path"}  # fixed ids; text as outlines
+RASTER_DPI = 200  # rasterised parts of an SVG (dense scatters and curves)
+CSS_PX_PER_IN = 96
+
+
+class SVG:
+    """Saved SVG bytes, shown from the ``<svg`` tag on (the notebook's HTML takes no XML
+    prolog, and IPython's SVG would re-serialise the rest)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def _repr_svg_(self) -> str:
+        """The SVG element, byte for byte as saved."""
+        text = self.data.decode("utf-8")
+        return text[text.index("<svg"):]
+
+    def __repr__(self) -> str:
+        """A stand-in with no memory address, so a re-run stores the same notebook."""
+        return f"<SVG figure, {len(self.data):,} bytes>"
+
+
+def svg_bytes(fig: Figure) -> bytes:
+    """``fig`` as SVG, cropped to its contents; the same bytes on every call."""
+    buf = io.BytesIO()
+    with matplotlib.rc_context(SVG_RC):
+        fig.savefig(buf, format="svg", bbox_inches="tight", dpi=RASTER_DPI,
+                    metadata={"Date": None, "Creator": None})
+    return buf.getvalue()
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """``fig`` as PNG at its own dpi, uncropped (so image pixels stay on whole output pixels)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def save(fig: Figure, fname: str | Path | None) -> SVG | Image:
+    """Write ``fig`` to ``fname`` (relative: under figures/), PNG for an image grid and SVG
+    otherwise, and return those bytes for display; a PNG shows at its printed size."""
+    kind = "png" if is_grid(fig) else "svg"
+    if fname is not None and Path(fname).suffix != f".{kind}":
+        raise ValueError(f"{fname}: this figure is saved as {kind.upper()}; name it "
+                         f"{Path(fname).stem}.{kind}.")
+    data = png_bytes(fig) if kind == "png" else svg_bytes(fig)
+    if fname is not None:
+        path = FIGURE_DIR / fname  # an absolute fname stays as it is
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    if kind == "svg":
+        return SVG(data)
+    width_px = int.from_bytes(data[16:20], "big")  # the PNG header's width field
+    return Image(data=data, format="png", width=round(width_px * CSS_PX_PER_IN / plots.GRID_DPI))
+
+
+def is_grid(fig: Figure) -> bool:
+    """Whether ``fig`` is an image grid (drawn by ``plots.grid_figure``)."""
+    return bool(fig.images) and not fig.axes
+
 
 FIGURES: dict[str, Callable[..., Figure]] = {}
 
@@ -30,7 +99,7 @@ def figure(fname: str) -> Callable[[Callable[..., Figure]], Callable[..., SVG | 
 
         @functools.wraps(draw)
         def show(*args, **kwargs) -> SVG | Image:
-            return plots.save(draw(*args, **kwargs), fname)
+            return save(draw(*args, **kwargs), fname)
         return show
     return register
 

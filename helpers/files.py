@@ -8,11 +8,8 @@ from pathlib import Path
 
 
 def write_atomic(path: Path | str, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that a crash never leaves a partial file there.
-
-    The file gets the permissions any new file of the user gets (0o666 less the umask), not the
-    0o600 of a temporary file.
-    """
+    """Write ``data`` to ``path`` so that a crash never leaves a partial file there; the file
+    gets a new file's usual permissions (0o666 less the umask), not a temporary file's 0o600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

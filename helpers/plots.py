@@ -1,116 +1,32 @@
-"""Every figure of the notebook: each ``*_figure`` function draws one, ``save`` writes it.
+"""Drawing every figure: each ``*_figure`` function returns an unsaved matplotlib Figure.
 
-Plots and diagrams are saved as SVG (vector; dense scatters rasterised inside them), image grids
-as PNG at a whole number of output pixels per image pixel, never smoothed. ``save`` returns the
-saved bytes as a display object, so the notebook shows exactly what figures/ holds. The same
-call writes the same bytes every time (no dates, no software names, a fixed SVG id salt).
-
-``plot_vae_training_plot`` and ``show_samples`` keep the signatures and array conventions of
-the course's helper code (CS294-158), so the same arrays can be handed to either.
+Image grids take (N, H, W, C) uint8 arrays, the convention of the course's helper code
+(CS294-158); ``helpers.figures`` saves and shows what these draw.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import os
-from pathlib import Path
 
 import matplotlib
 import numpy as np
 import torch
-from IPython.display import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
-from helpers.data import PAD, REPO_ROOT
+from helpers.data import PAD
 from helpers.made import MADE
 from helpers.vae import LOSS_NAMES
 
-# HW1_FIGURES lets the tests execute the notebook without touching the committed figures.
-FIGURES = Path(os.environ.get("HW1_FIGURES", REPO_ROOT / "figures"))
-SVG_RC = {"svg.hashsalt": "hw1", "svg.fonttype": "path"}  # fixed ids; text as outlines
-RASTER_DPI = 200  # rasterised parts of an SVG (dense scatters and curves)
 GRID_SCALE = 3  # output pixels per image pixel (each one a GRID_SCALE x GRID_SCALE block)
 GRID_DPI = 360  # so a 10 x 10 grid of 28 x 28 digits prints 2.5 in wide
-CSS_PX_PER_IN = 96
-
-
-def figure_path(fname: str | Path) -> Path:
-    """Where ``fname`` is saved: relative names go under figures/."""
-    path = Path(fname)
-    return path if path.is_absolute() else FIGURES / path
-
-
-def svg_bytes(fig: Figure) -> bytes:
-    """``fig`` as SVG, cropped to its contents; the same bytes on every call."""
-    buf = io.BytesIO()
-    with matplotlib.rc_context(SVG_RC):
-        fig.savefig(buf, format="svg", bbox_inches="tight", dpi=RASTER_DPI,
-                    metadata={"Date": None, "Creator": None})
-    return buf.getvalue()
-
-
-def png_bytes(fig: Figure) -> bytes:
-    """``fig`` as PNG at its own dpi, uncropped (so image pixels stay on whole output pixels)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=fig.dpi, metadata={"Software": None})
-    return buf.getvalue()
-
-
-def save(fig: Figure, fname: str | Path | None) -> SVG | Image:
-    """Write ``fig`` to ``fname`` (SVG for a plot, PNG for an image grid: the name says which,
-    relative names go under figures/) and return those bytes, displayable in a notebook."""
-    kind = "png" if is_grid(fig) else "svg"
-    if fname is not None and Path(fname).suffix != f".{kind}":
-        raise ValueError(f"{fname}: this figure is saved as {kind.upper()}; name it "
-                         f"{Path(fname).stem}.{kind}.")
-    data = png_bytes(fig) if kind == "png" else svg_bytes(fig)
-    if fname is not None:
-        path = figure_path(fname)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return displayed(data, kind)
-
-
-class SVG:
-    """Saved SVG bytes, which a notebook shows as they are from the ``<svg`` tag on (HTML, where
-    the notebook's SVG goes, takes no XML prolog; IPython's SVG would re-serialise the rest)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def _repr_svg_(self) -> str:
-        """The SVG element, byte for byte as saved."""
-        text = self.data.decode("utf-8")
-        return text[text.index("<svg"):]
-
-    def __repr__(self) -> str:
-        """A plain-text stand-in with no memory address, so a re-run stores the same notebook."""
-        return f"<SVG figure, {len(self.data):,} bytes>"
-
-
-def displayed(data: bytes, kind: str) -> SVG | Image:
-    """The notebook's view of saved figure bytes; a PNG shows at its printed size."""
-    if kind == "svg":
-        return SVG(data)
-    width_px = int.from_bytes(data[16:20], "big")  # the PNG header's width field
-    return Image(data=data, format="png", width=round(width_px * CSS_PX_PER_IN / GRID_DPI))
-
-
-def is_grid(fig: Figure) -> bool:
-    """Whether ``fig`` is an image grid (drawn by ``grid_figure``)."""
-    return bool(fig.images) and not fig.axes
 
 
 def to_uint8(x: torch.Tensor, crop: bool = True) -> np.ndarray:
-    """Model images in [-1, 1], (N, 1, 32, 32) -> (N, H, W, 1) uint8 in 0..255.
-
-    Decoder means are clamped to [-1, 1]; ``crop`` drops the 2-pixel padding (28x28 MNIST).
-    """
+    """(N, 1, 32, 32) images in [-1, 1] (clamped) as (N, H, W, 1) uint8; ``crop``: unpadded."""
     x = x.detach().float().cpu().clamp(-1, 1)
     if crop:
         x = x[..., PAD:-PAD, PAD:-PAD]
@@ -129,11 +45,7 @@ def image_grid(samples: np.ndarray, nrow: int = 10) -> np.ndarray:
 
 def grid_figure(grid: np.ndarray, title: str, scale: int = GRID_SCALE,
                 fontsize: float = 9) -> Figure:
-    """``grid`` enlarged ``scale`` times without smoothing, with ``title`` above it.
-
-    The grid is pasted pixel for pixel (``figimage``) at a whole-pixel offset, so each grid
-    pixel is an exact ``scale`` x ``scale`` block of the saved PNG.
-    """
+    """``grid`` enlarged ``scale`` times, each pixel an exact block of the PNG, under ``title``."""
     big = np.kron(grid, np.ones((scale, scale, 1), dtype=np.uint8))
     height, width = big.shape[:2]
     fig = Figure(dpi=GRID_DPI)
@@ -143,7 +55,7 @@ def grid_figure(grid: np.ndarray, title: str, scale: int = GRID_SCALE,
     full = max(width, 2 * math.ceil(text_box.width / 2 + 0.1 * GRID_DPI))  # even side margins
     # A quarter pixel more than the size: the canvas truncates inches x dpi to whole pixels.
     fig.set_size_inches((full + 0.25) / GRID_DPI, (height + band + 0.25) / GRID_DPI)
-    fig.figimage(big, xo=(full - width) // 2, yo=0, origin="upper")
+    fig.figimage(big, xo=(full - width) // 2, yo=0, origin="upper")  # pasted pixel for pixel
     text.set_position((0.5, 1 - band / 2 / (height + band)))
     return fig
 
@@ -151,12 +63,6 @@ def grid_figure(grid: np.ndarray, title: str, scale: int = GRID_SCALE,
 def samples_figure(samples: np.ndarray, nrow: int = 10, title: str = "Samples") -> Figure:
     """A grid of (N, H, W, C) uint8 images, ``nrow`` per row (the course helper's convention)."""
     return grid_figure(image_grid(samples, nrow), title)
-
-
-def show_samples(samples: np.ndarray, fname: str | Path | None = None, nrow: int = 10,
-                 title: str = "Samples") -> Image:
-    """``samples_figure``, saved as PNG to ``fname`` and returned for display."""
-    return save(samples_figure(samples, nrow, title), fname)
 
 
 # Units of each column: the assignment's reconstruction term is a squared error, not nats.
@@ -173,12 +79,8 @@ def zoom_limits(values: np.ndarray) -> tuple[float, float]:
 
 def training_curves_figure(train_losses: np.ndarray, test_losses: np.ndarray,
                            title: str) -> Figure:
-    """Train curves per minibatch and test curves per epoch, columns [-ELBO, recon, KL].
-
-    One row per loss term: on the left every epoch on a log axis (the first steps are ~10x the
-    rest); on the right epochs 2 to the end, zoomed to the test values and to each epoch's
-    mean minibatch loss (drawn mid-epoch), so the decline and the train-test gap can be read.
-    """
+    """A row per loss term: every epoch on a log axis (the first steps are ~10x the rest), and
+    epochs 2 on zoomed, with each epoch's mean minibatch loss, so the train-test gap reads."""
     train_losses, test_losses = np.asarray(train_losses), np.asarray(test_losses)
     epochs = len(test_losses) - 1
     x_train = np.linspace(0, epochs, len(train_losses))
@@ -220,18 +122,9 @@ def training_curves_figure(train_losses: np.ndarray, test_losses: np.ndarray,
     return fig
 
 
-def plot_vae_training_plot(train_losses: np.ndarray, test_losses: np.ndarray, title: str,
-                           fname: str | Path | None = None) -> SVG:
-    """``training_curves_figure``, saved as SVG to ``fname`` and returned for display."""
-    return save(training_curves_figure(train_losses, test_losses, title), fname)
-
-
 def seed_study_figure(recipes: dict[str, dict[int, dict]], steps: int = 100) -> Figure:
-    """Per seed and recipe: minibatch KL over the first ``steps`` Adam steps, and test -ELBO
-    after each of the first three epochs.
-
-    ``recipes`` maps a label to ``{seed: history}`` with the layout of ``train`` histories.
-    """
+    """Per seed of each recipe (``{label: {seed: history}}``): minibatch KL over the first
+    ``steps`` Adam steps, and test -ELBO after each of the first three epochs."""
     fig = Figure(figsize=(7, 3.0), layout="constrained")
     axes = fig.subplots(2, 1)
     colours = matplotlib.colormaps["tab10"](np.arange(len(recipes)))
@@ -267,8 +160,6 @@ def seed_study_figure(recipes: dict[str, dict[int, dict]], steps: int = 100) -> 
     for ax in axes:
         ax.tick_params(labelsize=8, which="both")
     return fig
-
-
 
 
 def paths_into(made: MADE, output: int) -> list[set[tuple[int, int]]]:
@@ -336,8 +227,6 @@ def made_figure(made: MADE, output: int = 3) -> Figure:
     return fig
 
 
-
-
 def flow_density_figure(samples: np.ndarray,
                         grid: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Figure:
     """Samples z_t of the flow beside the density q_t from the formula, on the same axes."""
@@ -364,8 +253,6 @@ def flow_density_figure(samples: np.ndarray,
     return fig
 
 
-
-
 def latent_means_figure(mu_2d: np.ndarray, labels: np.ndarray, explained: np.ndarray) -> Figure:
     """Test-set encoder means projected to 2-D, coloured by digit; axes say their variance share."""
     fig = Figure(figsize=(5.0, 3.0), layout="constrained")
@@ -380,8 +267,6 @@ def latent_means_figure(mu_2d: np.ndarray, labels: np.ndarray, explained: np.nda
                  fontsize=9)
     ax.tick_params(labelsize=8)
     return fig
-
-
 
 
 def active_units_figure(kl_per_dim: np.ndarray, activity: np.ndarray,

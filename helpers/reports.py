@@ -16,14 +16,12 @@ from helpers.vae import LOSS_NAMES, VAE, exact_neg_elbo, layer_summary, paramete
 
 def load_or_train(config: Config = Config(), *, retrain: bool = False,
                   **kwargs) -> tuple[VAE, dict, Path]:
-    """The shipped checkpoint for ``config``, or a retrain; returns (model, state, its file).
+    """The shipped checkpoint for ``config``, or a retrain: (model on the CPU in eval mode,
+    state, its file).
 
     ``retrain=False`` never trains: a missing or mismatched shipped checkpoint is a
-    CheckpointError saying how to get one. ``retrain=True`` trains into ``retrain_path(config)``
-    (``kwargs`` go to ``train``) and resumes that file if a run there was interrupted: the
-    shipped checkpoint is never written. The model always comes back on the CPU, in eval mode,
-    where ``load_mnist`` puts the data: training may use a GPU, and everything after it then
-    runs the same way.
+    CheckpointError saying how to get one. ``retrain=True`` trains (``kwargs`` go to ``train``)
+    into, or on from, ``retrain_path(config)``, never the shipped file.
     """
     if retrain:
         out = checkpoints.retrain_path(config)

@@ -193,12 +193,9 @@ def run_steps(run: Run, config: Config, train_x: torch.Tensor, epoch: int, *,
 def train(config: Config = Config(), *, out: Path | None = None, data: MNIST | None = None,
           device: str | torch.device = "auto", resume: bool = False, fast: bool = True,
           progress: bool = True) -> tuple[VAE, dict]:
-    """Train (or resume) the VAE into ``out`` (default ``retrain_path``), checkpointing after
-    every epoch; return the model and state.
-
-    ``config.precision="auto"`` continues a resumed run in its own precision, and otherwise is
-    resolved for the device (``pick_precision``); the checkpoint records the precision that ran.
-    """
+    """Train (or resume) the VAE into ``out`` (default ``retrain_path``), checkpointing every
+    epoch; return the model and state. ``precision="auto"`` continues a resumed run in its own
+    precision, else picks one for the device; the checkpoint records the one that ran."""
     if config.epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {config.epochs}.")
     device = pick_device(str(device))

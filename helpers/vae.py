@@ -69,10 +69,8 @@ def _convert(value: object, device: torch.device | str, dtype: torch.dtype) -> o
 
 
 class VAE(nn.Module):
-    """The assignment's encoder/decoder with a 16-dimensional diagonal-Gaussian latent.
-
-    ReLUs work in place: the same function, one activation buffer less per layer.
-    """
+    """The assignment's encoder/decoder with a diagonal-Gaussian latent (in-place ReLUs: the
+    same function, one activation buffer less per layer)."""
 
     def __init__(self, latent_dim: int = LATENT_DIM, channels: int = 1,
                  scale: str = "log_sigma") -> None:
@@ -131,10 +129,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     @float64_on_cpu
     def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
-        """Decode ``steps`` points on the line between encoder means, endpoints included.
-
-        ``x_a`` and ``x_b`` are (B, 1, 32, 32); the result is (B, steps, 1, 32, 32).
-        """
+        """Decode ``steps`` points from mu(x_a) to mu(x_b), ends included: (B, steps, 1, 32, 32)."""
         check_images(x_a)
         check_images(x_b)
         if steps < 2:

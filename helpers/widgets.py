@@ -22,7 +22,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from helpers import plots
+from helpers import figures, plots
 from helpers.files import write_atomic
 from helpers.plots import to_uint8
 from helpers.vae import VAE
@@ -85,7 +85,7 @@ class InterpolationExplorer:
 
     def frame_png(self) -> bytes:
         """The current state as one static PNG strip (see ``frame_figure``)."""
-        return plots.png_bytes(self.frame_figure())
+        return figures.png_bytes(self.frame_figure())
 
     def frame_figure(self) -> Figure:
         """Image a, the decoded path, image b in one row; the current step framed in white."""

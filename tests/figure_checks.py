@@ -9,7 +9,7 @@ from matplotlib.legend import Legend
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from helpers import plots
+from helpers import figures
 
 SMALLEST_PT = 8  # the smallest text that stays legible in print
 
@@ -52,7 +52,7 @@ def texts_cut_off(fig: Figure, slack: float = 0.5) -> list[str]:
     plot, saved cropped; the canvas for an image grid), or outside the clip box of a text drawn
     clipped (such as ``ax.text(..., clip_on=True)``)."""
     renderer, drawn = _drawn_texts(fig)
-    kept = (fig.bbox if plots.is_grid(fig)
+    kept = (fig.bbox if figures.is_grid(fig)
             else fig.get_tightbbox(renderer).padded(0.1).transformed(fig.dpi_scale_trans))
     cut = []
     for artist, box in drawn:

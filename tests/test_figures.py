@@ -54,7 +54,7 @@ def made_twice(tmp_path_factory, notebook_inputs) -> dict[int, tuple[dict, dict[
             torch.set_num_threads(n)
             out = tmp_path_factory.mktemp(f"threads{n}")
             figs = {name: draw(name, notebook_inputs) for name in figures.FIGURES}
-            shown = {name: plots.save(fig, out / name) for name, fig in figs.items()}
+            shown = {name: figures.save(fig, out / name) for name, fig in figs.items()}
             made_with[n] = figs, {name: (out / name).read_bytes() for name in figs}, shown
     finally:
         torch.set_num_threads(threads)
@@ -134,7 +134,8 @@ def test_every_grid_pixel_is_an_exact_block_of_grey(made_twice):
 
 def test_a_saved_grid_holds_the_images_pixel_for_pixel(mnist, tmp_path):
     images = plots.to_uint8(mnist.test_x[:12])  # real digits: every grey level they use
-    plots.show_samples(images, tmp_path / "digits.png", nrow=4, title="twelve test digits")
+    figures.save(plots.samples_figure(images, nrow=4, title="twelve test digits"),
+                 tmp_path / "digits.png")
     blocks = _grid_blocks((tmp_path / "digits.png").read_bytes(), (3 * 30 + 2, 4 * 30 + 2),
                           plots.GRID_SCALE)
     shown = blocks[:, 0, :, 0, 0]
@@ -147,9 +148,10 @@ def test_a_saved_grid_holds_the_images_pixel_for_pixel(mnist, tmp_path):
 
 def test_a_figure_saved_under_the_wrong_kind_of_name_is_refused(tmp_path, mnist):
     with pytest.raises(ValueError, match=r"saved as PNG; name it digits\.png"):
-        plots.show_samples(plots.to_uint8(mnist.test_x[:4]), tmp_path / "digits.svg", nrow=2)
+        figures.save(plots.samples_figure(plots.to_uint8(mnist.test_x[:4]), nrow=2),
+                     tmp_path / "digits.svg")
     with pytest.raises(ValueError, match=r"saved as SVG; name it made\.svg"):
-        plots.save(plots.made_figure(made.MADE(n=4, hidden=(5, 5))), tmp_path / "made.png")
+        figures.save(plots.made_figure(made.MADE(n=4, hidden=(5, 5))), tmp_path / "made.png")
 
 
 def test_no_text_overprints_another_in_any_figure(made_twice):
@@ -244,5 +246,5 @@ def test_the_size_check_sees_a_small_tick_label():
 
 def test_a_saved_svg_shows_as_the_same_text_every_time(tmp_path):
     fig = plots.made_figure(made.MADE(n=4, hidden=(5, 5)))
-    first, second = plots.save(fig, tmp_path / "a.svg"), plots.save(fig, tmp_path / "b.svg")
+    first, second = figures.save(fig, tmp_path / "a.svg"), figures.save(fig, tmp_path / "b.svg")
     assert repr(first) == repr(second) and "0x" not in repr(first)  # no address in the notebook
