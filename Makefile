@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` (the homework) and `make test` (every check);
-# `make check` is the quick part of `make test` (no browser, no notebook run, no PDF).
+# `make check` is the quick part of `make test`: no browser, notebook run, PDF, float64 figure
+# tests or other tests marked slow.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -25,7 +26,7 @@ test: env                        ## lint, unit tests, the notebook under nbval, 
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests hw1.ipynb $(NBVAL) -p no:cacheprovider --durations=12
 
-check: $(STAMP) data             ## ruff and the unit tests: no browser, no nbval, no PDF
+check: $(STAMP) data             ## ruff and the tests not marked slow (about a minute)
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider --durations=5
 

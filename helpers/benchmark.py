@@ -1,6 +1,6 @@
 """Training-step speed: this implementation against a plain eager loop and the matmul roofline.
 
-    python -m helpers.benchmark              # plain, ours in fp32 and in bf16, one run
+    python -m helpers.benchmark              # plain, ours in fp32 (and in bf16 if native), one run
     python -m helpers.benchmark --profile    # plus a per-layer profile of one step
 
 Timings are ``torch.utils.benchmark``'s, on all of torch's threads. Run it on a quiet machine:
@@ -25,6 +25,10 @@ from helpers.devices import as_input, native_bf16, pick_device, prepare_model
 from helpers.train import train_step
 from helpers.vae import VAE, losses
 
+MATMUL_N = 2048  # the roofline's matrix side
+BATCH = 128  # the assignment's batch size
+SAME_MATH_STEPS = 3
+
 
 def timer(fn: Callable[[], object]) -> Timer:
     """A ``Timer`` of ``fn()`` on every thread torch has (its default is one)."""
@@ -32,13 +36,14 @@ def timer(fn: Callable[[], object]) -> Timer:
 
 
 def seconds_per_step(step: Callable[[], None], warmup: int, steps: int) -> float:
-    """Mean seconds per call of ``step`` over ``steps`` calls, after ``warmup`` calls."""
+    """Mean seconds per call of ``step`` over ``steps`` timed calls, after ``warmup`` calls (and
+    the two or more of ``Timer.timeit``'s own warm-up)."""
     for _ in range(warmup):
         step()
     return timer(step).timeit(steps).mean
 
 
-def matmul_gflops(device: torch.device, n: int = 2048,
+def matmul_gflops(device: torch.device, n: int = MATMUL_N,
                   dtype: torch.dtype = torch.float32) -> float:
     """GFLOPS of the fastest block of n x n matmuls in ``dtype`` (the practical roofline)."""
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
@@ -49,8 +54,8 @@ def step_gflop(device: torch.device) -> float:
     """FLOPs of one training step (batch 128), counted by torch's FlopCounterMode."""
     model = VAE().to(device)
     with FlopCounterMode(display=False) as counter:
-        train_step(model, torch.optim.Adam(model.parameters()), torch.zeros(128, 1, 32, 32,
-                                                                            device=device))
+        train_step(model, torch.optim.Adam(model.parameters()),
+                   torch.zeros(BATCH, 1, 32, 32, device=device))
     return counter.get_total_flops() / 1e9
 
 
@@ -75,7 +80,7 @@ def ours(x_train: torch.Tensor, device: torch.device,
     model = prepare_model(VAE().to(device), fast=True)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x_dev, gen = x_train.to(device), torch.Generator().manual_seed(0)
-    batch = endless(lambda: batches(x_dev, 128, generator=gen))
+    batch = endless(lambda: batches(x_dev, BATCH, generator=gen))
     return lambda: train_step(model, opt, as_input(batch(), model), precision)
 
 
@@ -84,7 +89,7 @@ def plain(x_train: torch.Tensor, device: torch.device) -> Callable[[], None]:
     torch.manual_seed(0)
     model = VAE().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batch = endless(lambda: DataLoader(TensorDataset(x_train.cpu()), batch_size=128,
+    batch = endless(lambda: DataLoader(TensorDataset(x_train.cpu()), batch_size=BATCH,
                                        shuffle=True))
 
     def step() -> None:
@@ -98,24 +103,24 @@ def plain(x_train: torch.Tensor, device: torch.device) -> Callable[[], None]:
 
 
 def epoch_of_batches(x_train: torch.Tensor) -> tuple[float, float]:
-    """Seconds to draw one shuffled epoch of batches of 128: ``batches`` vs ``DataLoader``."""
+    """Seconds to draw one shuffled epoch of batches: ``batches`` vs ``DataLoader``."""
     t0 = time.perf_counter()
-    for _ in batches(x_train, 128, generator=torch.Generator().manual_seed(0)):
+    for _ in batches(x_train, BATCH, generator=torch.Generator().manual_seed(0)):
         pass
     t1 = time.perf_counter()
-    for _ in DataLoader(TensorDataset(x_train), batch_size=128, shuffle=True):
+    for _ in DataLoader(TensorDataset(x_train), batch_size=BATCH, shuffle=True):
         pass
     return t1 - t0, time.perf_counter() - t1
 
 
-def same_math(x: torch.Tensor, device: torch.device, steps: int = 3) -> float:
+def same_math(x: torch.Tensor, device: torch.device, steps: int = SAME_MATH_STEPS) -> float:
     """Largest relative difference of the losses of NCHW and channels_last on the same batch."""
     results = []
     for fast in (False, True):
         torch.manual_seed(0)
         model = prepare_model(VAE().to(device), fast=fast)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        xb = x[:128].to(device)
+        xb = x[:BATCH].to(device)
         results.append(torch.stack([train_step(model, opt, as_input(xb, model))
                                     for _ in range(steps)]).cpu())
     return float(((results[0] - results[1]).abs() / results[0].abs().clamp_min(1e-3)).max())
@@ -139,47 +144,62 @@ def profile_step(x_train: torch.Tensor, device: torch.device, steps: int = 5) ->
     return "\n".join(lines)
 
 
-def measure(device: torch.device, warmup: int, steps: int) -> dict:
-    """Every number of the report, from one run: GFLOPS, GFLOP, seconds and ratios."""
+def measure(device: torch.device, warmup: int, steps: int, bf16: bool) -> dict:
+    """Every number of the report, from one run (bf16's only when ``bf16``)."""
     x_train = load_mnist().train_x
     before, flop = matmul_gflops(device), step_gflop(device)
-    s = {name: seconds_per_step(make(), warmup, steps) for name, make in (
-        ("plain", lambda: plain(x_train, device)), ("ours", lambda: ours(x_train, device)),
-        ("bf16", lambda: ours(x_train, device, "bf16")))}
-    fp32, bf16 = max(before, matmul_gflops(device)), matmul_gflops(device, dtype=torch.bfloat16)
+    t_plain = seconds_per_step(plain(x_train, device), warmup, steps)
+    t_ours = seconds_per_step(ours(x_train, device), warmup, steps)
+    after = matmul_gflops(device)
+    fp32 = max(before, after)  # the machine may have been busier at one end
+    batches_s, loader_s = epoch_of_batches(x_train)
     hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
                 else f"{platform.machine()}, {torch.get_num_threads()} threads")
-    return {"device": f"{device} ({hardware})", "torch": str(torch.__version__),
-            "fp32_gflops": fp32, "bf16_gflops": bf16, "native_bf16": native_bf16(device),
-            "step_gflop": flop, **{f"{k}_s_per_step": v for k, v in s.items()},
-            **{f"{k}_of_roofline": flop / v / (bf16 if k == "bf16" else fp32)
-               for k, v in s.items()},
-            "relative_loss_difference": same_math(x_train, device),
-            "epoch_s": dict(zip(("batches", "DataLoader"), epoch_of_batches(x_train),
-                                strict=True))}
+    r = {"device": f"{device} ({hardware})", "torch": str(torch.__version__),
+         "matmul_n": MATMUL_N, "batch": BATCH, "warmup": warmup, "steps": steps,
+         "fp32_gflops": fp32, "fp32_gflops_before_after": (before, after), "step_gflop": flop,
+         "fp32_floor_s": flop / fp32, "plain_s_per_step": t_plain, "ours_s_per_step": t_ours,
+         "plain_of_roofline": flop / t_plain / fp32, "ours_of_roofline": flop / t_ours / fp32,
+         "speedup_vs_plain": t_plain / t_ours, "native_bf16": native_bf16(device),
+         "same_math_steps": SAME_MATH_STEPS,
+         "relative_loss_difference": same_math(x_train, device),
+         "epoch_of_batches_s": batches_s, "epoch_of_dataloader_s": loader_s,
+         "dataloader_ratio": loader_s / batches_s}
+    if bf16:
+        t_bf16 = seconds_per_step(ours(x_train, device, "bf16"), warmup, steps)
+        roofline = matmul_gflops(device, dtype=torch.bfloat16)
+        r |= {"bf16_gflops": roofline, "bf16_floor_s": flop / roofline,
+              "bf16_s_per_step": t_bf16, "bf16_of_bf16_roofline": flop / t_bf16 / roofline,
+              "bf16_speedup": t_ours / t_bf16}
+    return r
+
+
+BF16_LINES = [
+    "bf16 matmul roofline      {bf16_gflops:8.1f} GFLOPS (native bf16: {native_bf16}), floor "
+    "{bf16_floor_s:.3f} s",
+    "this implementation, bf16 {bf16_s_per_step:8.3f} s/step ({bf16_of_bf16_roofline:.0%} of the "
+    "bf16 roofline), {bf16_speedup:.2f}x fp32"]
+NO_BF16 = ("bf16: not timed (no native bf16 here, so autocast would be slower than fp32; "
+           "--bf16 times it anyway)")
 
 
 def report(r: dict) -> str:
     """The numbers of ``measure`` as a short table."""
     return "\n".join([
-        f"device {r['device']}, torch {r['torch']}",
-        f"fp32 matmul roofline      {r['fp32_gflops']:8.1f} GFLOPS (2048 x 2048)",
-        f"one training step         {r['step_gflop']:8.2f} GFLOP (batch 128), floor "
-        f"{r['step_gflop'] / r['fp32_gflops']:.3f} s",
-        f"plain eager loop          {r['plain_s_per_step']:8.3f} s/step "
-        f"({r['plain_of_roofline']:.0%} of the roofline)",
-        f"this implementation       {r['ours_s_per_step']:8.3f} s/step "
-        f"({r['ours_of_roofline']:.0%}), {r['plain_s_per_step'] / r['ours_s_per_step']:.2f}x "
-        "plain",
-        f"bf16 matmul roofline      {r['bf16_gflops']:8.1f} GFLOPS (native bf16: "
-        f"{r['native_bf16']})",
-        f"this implementation, bf16 {r['bf16_s_per_step']:8.3f} s/step "
-        f"({r['bf16_of_roofline']:.0%} of the bf16 roofline), "
-        f"{r['ours_s_per_step'] / r['bf16_s_per_step']:.2f}x fp32",
-        f"NCHW vs channels_last: largest relative loss difference over 3 steps "
-        f"{r['relative_loss_difference']:.1e}",
-        "one shuffled epoch of batches: in-memory {batches:.3f} s, DataLoader {DataLoader:.3f} s"
-        .format(**r["epoch_s"])])
+        "device {device}, torch {torch}; {steps} steps timed after {warmup}",
+        "fp32 matmul roofline      {fp32_gflops:8.1f} GFLOPS ({matmul_n} x {matmul_n}; "
+        "before/after {fp32_gflops_before_after[0]:.0f}/{fp32_gflops_before_after[1]:.0f})",
+        "one training step         {step_gflop:8.2f} GFLOP (batch {batch}), floor "
+        "{fp32_floor_s:.3f} s",
+        "plain eager loop          {plain_s_per_step:8.3f} s/step ({plain_of_roofline:.0%} of "
+        "the roofline)",
+        "this implementation       {ours_s_per_step:8.3f} s/step ({ours_of_roofline:.0%}), "
+        "{speedup_vs_plain:.2f}x plain",
+        *(BF16_LINES if "bf16_gflops" in r else [NO_BF16]),
+        "NCHW vs channels_last: largest relative loss difference over {same_math_steps} steps "
+        "{relative_loss_difference:.1e}",
+        "one shuffled epoch of batches: in-memory {epoch_of_batches_s:.3f} s, DataLoader "
+        "{epoch_of_dataloader_s:.3f} s ({dataloader_ratio:.1f}x)"]).format(**r)
 
 
 def main() -> None:
@@ -188,11 +208,13 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--bf16", action="store_true",
+                   help="time bf16 autocast even where the device has no native bf16")
     p.add_argument("--profile", action="store_true", help="print a per-operator profile")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON too")
     args = p.parse_args()
     device = pick_device(args.device)
-    numbers = measure(device, args.warmup, args.steps)
+    numbers = measure(device, args.warmup, args.steps, args.bf16 or native_bf16(device))
     print(report(numbers))
     if args.json:
         print(json.dumps(numbers))

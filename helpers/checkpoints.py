@@ -147,7 +147,8 @@ def check_architecture(state: dict, model: nn.Module, path: Path | str = "the ch
     """Raise MismatchError unless ``state`` was trained by ``model``'s architecture."""
     if "architecture" not in state:
         raise MismatchError(f"{path} records no architecture (saved before it was recorded), so "
-                            "it cannot be checked against the VAE.", GENERIC_FIX)
+                            "it cannot be checked against the VAE.", "Retrain it with "
+                            "`python -m helpers.train`.")
     stored, current = _by_name(state["architecture"]), _by_name(fingerprint(model))
     names = list(dict.fromkeys([*stored, *current]))
     diff = [f"{n}: checkpoint {stored.get(n, 'nothing')} vs model {current.get(n, 'nothing')}"

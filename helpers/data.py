@@ -287,7 +287,18 @@ def batches(x: torch.Tensor, batch_size: int = 128, *, shuffle: bool = True,
             yield x[i:i + batch_size]
 
 
-if __name__ == "__main__":  # `make data`: prepare MNIST in the data directory
-    data = load_mnist()
-    print(f"MNIST ready in {DEFAULT_ROOT}: train {tuple(data.train_x.shape)}, "
+def main(argv: list[str] | None = None) -> None:
+    """Prepare MNIST in the data directory (``make data``) and say what was loaded."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="the data directory")
+    p.add_argument("--offline", action="store_true", help="no torchvision download")
+    args = p.parse_args(argv)
+    data = load_mnist(args.root, download=not args.offline)
+    print(f"MNIST ready in {args.root}: train {tuple(data.train_x.shape)}, "
           f"test {tuple(data.test_x.shape)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -81,7 +81,7 @@ def save(fig: Figure, fname: str | Path | None) -> SVG | Image:
     if kind == "svg":
         return SVG(data)
     width_px = int.from_bytes(data[16:20], "big")  # the PNG header's width field
-    return Image(data=data, format="png", width=round(width_px * CSS_PX_PER_IN / plots.GRID_DPI))
+    return Image(data=data, format="png", width=round(width_px * CSS_PX_PER_IN / fig.dpi))
 
 
 def is_grid(fig: Figure) -> bool:

@@ -30,7 +30,7 @@ from helpers.vae import VAE
 STRIP_SCALE = 6  # output pixels per image pixel of the static strip: 12 tiles print 7.2 in wide
 
 
-def png_bytes(image: np.ndarray, scale: int = 6) -> bytes:
+def tile_png(image: np.ndarray, scale: int = 6) -> bytes:
     """A (H, W, 1) uint8 image as PNG bytes, enlarged ``scale`` times without smoothing."""
     pil = Image.fromarray(image[..., 0], mode="L")
     pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
@@ -72,9 +72,9 @@ class InterpolationExplorer:
         xb = self.test_x[self.b.value:self.b.value + 1]
         self.xa, self.xb = xa, xb
         self.path = self.model.interpolate(xa, xb, steps=self.t.max + 1)[0]
-        self.frames = [png_bytes(img) for img in to_uint8(self.path)]
-        self.ends.children[0].value = png_bytes(to_uint8(xa)[0], scale=3)
-        self.ends.children[1].value = png_bytes(to_uint8(xb)[0], scale=3)
+        self.frames = [tile_png(img) for img in to_uint8(self.path)]
+        self.ends.children[0].value = tile_png(to_uint8(xa)[0], scale=3)
+        self.ends.children[1].value = tile_png(to_uint8(xb)[0], scale=3)
         self._redraw()
 
     def _redraw(self, _change: dict | None = None) -> None:
