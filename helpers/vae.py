@@ -115,8 +115,9 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         """Decoder means for n draws z ~ N(0, I) (no decoder noise), shape (n, 1, 32, 32)."""
-        # Drawn in float32 on the model's device, so a seed gives the same z as it always did.
-        z = torch.randn(n, self.latent_dim, device=self.device)
+        # Drawn in float64 on the CPU: float32's normal sampler has an AVX2 variant whose last
+        # bits differ from the plain one (ARM, old x86), float64's is the same code everywhere.
+        z = torch.randn(n, self.latent_dim, dtype=torch.float64)
         return float64_on_cpu(VAE.decode)(self, z)
 
     @torch.no_grad()

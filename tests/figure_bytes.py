@@ -30,7 +30,8 @@ def digests() -> dict[str, str]:
     model, _, _ = reports.load_or_train(train.Config())
     state = {"model": model, "mnist": mnist}
     torch.manual_seed(0)
-    out = {"z draws": hashlib.sha256(torch.randn(100, 16).numpy().tobytes()).hexdigest()}
+    out = {"z draws": hashlib.sha256(torch.randn(100, 16, dtype=torch.float64).numpy().tobytes()
+                                     ).hexdigest()}
     for name, draw in figures.FIGURES.items():
         if name.endswith(".png"):
             args = {p: state[p] for p in inspect.signature(draw).parameters if p in state}
