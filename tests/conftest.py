@@ -37,8 +37,8 @@ def mnist() -> MNIST:
 
 @pytest.fixture(scope="session")
 def small(mnist: MNIST) -> MNIST:
-    """A 512 + 256 image subset for quick training tests."""
-    return MNIST(mnist.train_x[:512], mnist.train_y[:512], mnist.test_x[:256], mnist.test_y[:256])
+    """A 256 + 128 image subset for quick training tests (two Adam steps an epoch)."""
+    return MNIST(mnist.train_x[:256], mnist.train_y[:256], mnist.test_x[:128], mnist.test_y[:128])
 
 
 @pytest.fixture(autouse=True)
