@@ -8,7 +8,7 @@ import torch
 
 from helpers.data import PAD, batches
 from helpers.kl import gaussian_kl, gaussian_kl_terms
-from helpers.vae import IMAGE_SHAPE, VAE, P, exact_neg_elbo, float64_on_cpu, logvar
+from helpers.vae import IMAGE_SHAPE, LOSS_NAMES, VAE, P, exact_neg_elbo, float64_on_cpu, logvar
 
 
 @torch.no_grad()
@@ -63,7 +63,7 @@ def final_table(recorded: torch.Tensor, test: torch.Tensor, train: torch.Tensor)
                "train": trained,
                "draws - train": [a - b for a, b in zip(drawn, trained, strict=True)]}
     lines = [f"{'':<19}" + "".join(f"{c:>15}" for c in columns)]
-    for i, name in enumerate(("-ELBO", "reconstruction", "KL", "exact -ELBO (nats)")):
+    for i, name in enumerate((*LOSS_NAMES, "exact -ELBO (nats)")):
         lines.append(f"{name:<19}" + "".join(f"{v[i]:15.2f}" for v in columns.values()))
     lines.append(f"test -ELBO over the {len(test)} draws: {test[:, 0].min():.2f} to "
                  f"{test[:, 0].max():.2f}")

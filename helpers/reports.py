@@ -107,6 +107,6 @@ def compare_with_shipped(state: dict, config: Config = Config()) -> str:
 def epoch_table(test: torch.Tensor, epochs: tuple[int, ...]) -> str:
     """The recorded test [-ELBO, recon, KL] after each of ``epochs`` (0: at initialisation)."""
     lines = ["test set      " + "".join(f"{f'epoch {e}':>9}" for e in epochs)]
-    for i, name in enumerate(("-ELBO", "reconstruction", "KL")):
+    for i, name in enumerate(LOSS_NAMES):
         lines.append(f"{name:<14}" + "".join(f"{test[e, i]:9.2f}" for e in epochs))
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from figure_checks import text_overlaps, texts_cut_off, texts_too_small
 from matplotlib.figure import Figure
 from PIL import Image
 
-from helpers import analysis, checkpoints, figures, flows, made, plots, reports, study, train
+from helpers import analysis, figures, flows, made, plots, reports, study, train
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_WIDTH_IN = 7.5  # the printed text width (letter, half-inch margins)
@@ -34,7 +34,7 @@ def notebook_inputs(mnist) -> dict:
     return {"made_model": made.MADE(n=4, hidden=(5, 5)), "flow": flows.example_flow(),
             "model": model, "mnist": mnist, "history": state["history"], "mu_test": mu_test,
             "log_sigma_test": log_sigma_test,
-            "recipes": study.by_recipe(checkpoints.load_histories(study.STUDY))}
+            "recipes": study.load_study()}
 
 
 def draw(name: str, inputs: dict) -> Figure:

@@ -307,7 +307,7 @@ def test_a_bad_history_file_is_an_error(tmp_path, content):
 
 def test_the_shipped_study_holds_both_recipes_on_eight_seeds():
     runs = checkpoints.load_histories(study.STUDY)
-    recipes = study.by_recipe(runs)
+    recipes = study.load_study()
     assert set(recipes["plain fp32"]) == set(recipes["warmup200 fp32"]) == set(range(8))
     for name, run in runs.items():
         assert name == study.run_name(Config.from_stored(run["config"]))
