@@ -9,7 +9,7 @@ import torch
 
 from helpers import checkpoints
 from helpers.checkpoints import CheckpointError, MismatchError, checkpoint_path, load_checkpoint
-from helpers.data import REPO_ROOT
+from helpers.data import MNIST
 from helpers.train import Config, train
 from helpers.vae import LOSS_NAMES, VAE, exact_neg_elbo, layer_summary, parameter_count
 
@@ -65,36 +65,35 @@ def final_test(state: dict) -> dict[str, float]:
     return final
 
 
-def overview(model: VAE, state: dict, path: Path, config: Config = Config()) -> str:
-    """The model's layers, then ``describe`` and ``compare_with_shipped``."""
+def overview(model: VAE, state: dict, data: MNIST) -> str:
+    """The data's shapes, the model's layers, how its weights were trained, and, for a model
+    other than the shipped one, ``compare_with_shipped``."""
+    shapes = (f"data: train {tuple(data.train_x.shape)}, test {tuple(data.test_x.shape)}, "
+              f"values in [{data.train_x.min():.0f}, {data.train_x.max():.0f}]")
     nets = [f"{name}, {parameter_count(net):,} parameters:\n{layer_summary(net)}"
             for name, net in (("encoder", model.encoder), ("decoder", model.decoder))]
-    return "\n".join([*nets, describe(state, path), compare_with_shipped(state, config)])
+    comparison = compare_with_shipped(state)
+    return "\n".join([shapes, *nets, describe(state), *([comparison] if comparison else [])])
 
 
-def describe(state: dict, path: Path) -> str:
-    """Three lines on a checkpoint: where it is, what config trained it, on what and how long."""
+def describe(state: dict) -> str:
+    """One line on how a checkpoint's weights were trained: config, arithmetic, time, machine."""
     config, meta = Config.from_stored(state["config"]), state["meta"]
-    where = Path(path).resolve()
-    shown = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
-    autocast = " (autocast)" if config.precision == "bf16" else ""
-    return (f"checkpoint: {shown}\n"
-            f"trained: {meta['epochs_done']} epochs, seed {config.seed}, warm-up "
-            f"{config.warmup} steps, precision {config.precision}{autocast}\n"
-            f"on: {meta['hardware']} ({meta['device']}, torch {meta['torch']}), "
-            f"{meta['wall_seconds'] / 60:.1f} min")
+    arithmetic = {"bf16": "bfloat16 forward pass", "fp32": "float32"}[config.precision]
+    warmup = f", {config.warmup}-step warm-up" if config.warmup else ""
+    return (f"trained {meta['epochs_done']} epochs (seed {config.seed}{warmup}, {arithmetic}) "
+            f"in {meta['wall_seconds'] / 60:.1f} min on {meta['hardware']}")
 
 
 def compare_with_shipped(state: dict, config: Config = Config()) -> str:
-    """Say whether ``state`` is the shipped model the text describes; if not, set the two
+    """Nothing for the shipped model the text describes; for any other, a warning and the two
     final test results side by side."""
     shipped = checkpoint_path(config)
     mine = final_test(state)
     if shipped.exists():
         reference = load_checkpoint(shipped, config)
         if torch.equal(reference["history"]["test"], state["history"]["test"]):
-            return ("This is the shipped model: the numbers quoted in the text below are "
-                    "this model's.")
+            return ""
         theirs = final_test(reference)
     else:
         theirs = dict.fromkeys(mine, float("nan"))
