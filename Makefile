@@ -15,12 +15,12 @@ run: env                         ## execute hw1.ipynb in place, write figures/ a
 	    --ExecutePreprocessor.store_widget_state=True --ExecutePreprocessor.record_timing=False \
 	    --NotebookExporter.preprocessors=nbconvert.preprocessors.CoalesceStreamsPreprocessor \
 	    --CoalesceStreamsPreprocessor.enabled=True
-	$(PY) -m helpers.widgets hw1.ipynb
-	@$(PY) -m helpers.pdf hw1.ipynb hw1.pdf || { echo "make run: hw1.ipynb and figures/ are" \
+	$(PY) -m tools.widget_ids hw1.ipynb
+	@$(PY) -m tools.pdf hw1.ipynb hw1.pdf || { echo "make run: hw1.ipynb and figures/ are" \
 	    "written, hw1.pdf is not. Fix the above, then: make pdf" >&2; exit 1; }
 
 pdf: $(STAMP)                    ## hw1.pdf from the executed hw1.ipynb (needs Chrome, Chromium or Edge)
-	$(PY) -m helpers.pdf hw1.ipynb hw1.pdf
+	$(PY) -m tools.pdf hw1.ipynb hw1.pdf
 
 test: env                        ## lint, unit tests, the notebook under nbval, PDF and browser
 	$(PY) -m ruff check .
@@ -49,7 +49,7 @@ train: env                       ## a 20-epoch run into runs/ (continues an inte
 	$(PY) -m helpers.train
 
 benchmark: env                   ## training-step speed against a plain loop and the matmul roofline
-	$(PY) -m helpers.benchmark --profile
+	$(PY) -m tools.benchmark --profile
 
 clean:
 	rm -rf $(VENV) hw1.html artifacts

@@ -51,15 +51,17 @@ class MADE(nn.Module):
 
     def __init__(self, n: int = 4, hidden: tuple[int, ...] = (5, 5), seed: int = 0) -> None:
         super().__init__()
-        torch.manual_seed(seed)
         self.n = n
         self.degrees = made_degrees(n, hidden)
         self.masks = made_masks(self.degrees, n)
-        layers: list[nn.Module] = []
-        for mask in self.masks[:-1]:
-            layers += [MaskedLinear(mask), nn.ReLU()]
-        layers.append(MaskedLinear(self.masks[-1]))
-        self.net = nn.Sequential(*layers)
+        # ``seed`` decides the initial weights alone: the global stream is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            layers: list[nn.Module] = []
+            for mask in self.masks[:-1]:
+                layers += [MaskedLinear(mask), nn.ReLU()]
+            layers.append(MaskedLinear(self.masks[-1]))
+            self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the n conditionals, shape (B, n)."""

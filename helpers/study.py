@@ -1,53 +1,25 @@
-"""Training-stability and precision studies: short runs over several seeds, histories shipped.
+"""The shipped training-stability and precision studies: short runs over several seeds.
 
-    python -m helpers.study run --name plain --seeds 0 1 2 3 4 5 6 7 --epochs 3 --warmup 0
-    python -m helpers.study collect checkpoints/training-study.pt runs/study/*.pt
-    python -m helpers.study probe --seeds 0 1 2 --steps 50     # the first Adam steps, measured
-    python -m helpers.study tables       # every table of docs/training-study.md, from the files
-
-Each run trains with ``helpers.train.train`` into ``runs/study/<name>-<precision>-s<seed>.pt``
-(resumable: start the same command again after an interruption). ``collect`` keeps only the
-histories, which the notebook plots without retraining.
+The histories ship in ``checkpoints/training-study.pt`` and the first Adam steps, measured, in
+``checkpoints/first-steps.pt``; the notebook plots and tabulates them without retraining.
+``python -m tools.study`` trains, collects and probes those runs, and prints the tables of
+docs/training-study.md.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
-from helpers import checkpoints, train
-from helpers.data import MNIST, REPO_ROOT, load_mnist
-from helpers.devices import PRECISIONS, pick_precision
-from helpers.vae import VAE
-
-STUDY_DIR = REPO_ROOT / "runs" / "study"
-
-
-def run_path(name: str, config: train.Config) -> Path:
-    """Where the study run ``name`` with ``config`` is checkpointed."""
-    return STUDY_DIR / f"{name}-{config.precision}-s{config.seed}.pt"
-
-
-def run_seeds(name: str, config: train.Config, seeds: list[int]) -> dict[int, dict]:
-    """Train ``config`` once per seed (resuming any unfinished run); return each final state."""
-    data = load_mnist()
-    states = {}
-    for seed in seeds:
-        c = dataclasses.replace(config, seed=seed)
-        out = run_path(name, c)
-        print(f"{name} seed {seed}: {out}", flush=True)
-        _, states[seed] = train.train(c, out=out, data=data, device="cpu", resume=True,
-                                      progress=False)
-    return states
-
-
-# ---------------------------------------------------------------------------- the shipped study
+from helpers import checkpoints
+from helpers.data import REPO_ROOT
 
 STUDY = REPO_ROOT / "checkpoints" / "training-study.pt"  # histories only, no weights
+PROBE = REPO_ROOT / "checkpoints" / "first-steps.pt"  # ``probe`` of seeds 0-7, plain recipe
+# The notebook's two recipes: its label -> the recipe's name in the history file.
+COMPARED = {"plain": "plain fp32", "warm-up, 200 steps": "warmup200 fp32"}
 
 
 def load_study(path: Path = STUDY) -> dict[str, dict[int, dict]]:
@@ -64,6 +36,12 @@ def by_recipe(runs: dict[str, dict]) -> dict[str, dict[int, dict]]:
     return grouped
 
 
+def compared(recipes: dict[str, dict[int, dict]]) -> dict[str, dict[int, dict]]:
+    """The recipes the notebook compares, under its labels (``COMPARED``):
+    ``{label: {seed: history}}``."""
+    return {label: recipes[name] for label, name in COMPARED.items()}
+
+
 def seed_table(recipes: dict[str, dict[int, dict]], epochs: tuple[int, ...] = (1, 2, 3)) -> str:
     """Test -ELBO of each seed after each of ``epochs``, side by side for each named recipe
     (``{name: {seed: history}}``), then the median, the worst and how far the worst is behind."""
@@ -74,72 +52,26 @@ def seed_table(recipes: dict[str, dict[int, dict]], epochs: tuple[int, ...] = (1
     worst = values.max(0).values
     width = 10 * len(epochs)
     lines = ["      " + "".join(f"{name:^{width}}" for name in recipes)] * (len(recipes) > 1)
-    lines.append(_epoch_header([e for _ in recipes for e in epochs]))
+    lines.append(epoch_header([e for _ in recipes for e in epochs]))
     rows = [(f"{s}", row) for s, row in zip(seeds, values, strict=True)]
     rows += [("median", median), ("worst", worst), ("behind", worst - median)]
     lines += [f"{name:<6}" + "".join(f"{v:10.2f}" for v in row) for name, row in rows]
     return "\n".join(lines)
 
 
-def kl_peaks(runs: dict[int, dict], steps: int = 50) -> dict[int, tuple[float, int]]:
-    """Per seed: the largest minibatch KL of the first ``steps`` Adam steps, and its step."""
-    peaks = {}
-    for seed, history in sorted(runs.items()):
-        kl = history["train"][:steps, 2]
-        peaks[seed] = (kl.max().item(), int(kl.argmax()) + 1)
-    return peaks
-
-
-def peak_table(recipes: dict[str, dict[int, dict]], steps: int = 50) -> str:
-    """Per seed, each recipe's largest minibatch KL of the first ``steps`` steps, and its step."""
-    peaks = {name: kl_peaks(runs, steps) for name, runs in recipes.items()}
-    seeds = sorted(set.intersection(*(set(p) for p in peaks.values())))
-    lines = ["seed" + "".join(f"{name:>24}" for name in peaks)]
-    lines += [f"{s:<4}" + "".join(f"{f'{p[s][0]:.1f} nats at step {p[s][1]}':>24}"
-                                  for p in peaks.values()) for s in seeds]
-    return "\n".join(lines)
-
-
-def difference_table(runs: dict[int, dict], baseline: dict[int, dict], epochs: int) -> str:
-    """Per seed in both: test -ELBO of ``runs`` minus that of ``baseline``, epochs 1..``epochs``."""
-    seeds = sorted(set(runs) & set(baseline))
-    lines = [_epoch_header(range(1, epochs + 1))]
-    for s in seeds:
-        diff = runs[s]["test"][1:epochs + 1, 0] - baseline[s]["test"][1:epochs + 1, 0]
-        lines.append(f"{s:<6}" + "".join(_signed(v, 2, 10) for v in diff))
-    return "\n".join(lines)
-
-
-def _epoch_header(epochs: Iterable[int]) -> str:
+def epoch_header(epochs: Iterable[int]) -> str:
     """The header of a per-seed table with one 10-character column per epoch."""
     return "seed  " + "".join(f"{f'epoch {e}':>10}" for e in epochs)
 
 
-def _signed(value: float | torch.Tensor, digits: int, width: int) -> str:
+def signed(value: float | torch.Tensor, digits: int, width: int) -> str:
     """``value`` with its sign, never as a negative zero ("-0.00")."""
     return f"{round(float(value), digits) + 0.0:+{width}.{digits}f}"
 
 
-PROBE = REPO_ROOT / "checkpoints" / "first-steps.pt"  # ``probe`` of seeds 0-7, plain recipe
-
-
-def probe_table(probes: dict[str, dict[str, torch.Tensor]], steps: int = 6) -> str:
-    """Per seed and step: minibatch KL, mean and max of log sigma (before the step), and the
-    norm of the encoder head's gradient."""
-    lines = [f"{'seed':<5}{'step':>5}{'KL':>10}{'mean log σ':>12}{'max log σ':>11}{'|grad|':>12}"]
-    for name, v in probes.items():
-        for i in range(steps):
-            lines.append(f"{name[1:]:<5}{i + 1:>5}{v['KL'][i]:10.2f}{v['log_sigma_mean'][i]:12.3f}"
-                         f"{v['log_sigma_max'][i]:11.3f}{v['head_grad'][i]:12.1f}")
-    return "\n".join(lines)
-
-
-def log_sigma_table(probes: dict[str, dict[str, torch.Tensor]], steps: tuple[int, ...]) -> str:
-    """Mean log sigma over the minibatch before each of ``steps``, one column per seed."""
-    lines = ["before step" + "".join(f"{'seed ' + name[1:]:>8}" for name in probes)]
-    lines += [f"{step:<11}" + "".join(_signed(v["log_sigma_mean"][step - 1], 3, 8)
-                                      for v in probes.values()) for step in steps]
-    return "\n".join(lines)
+def load_probe(path: Path = PROBE) -> dict[str, dict[str, torch.Tensor]]:
+    """The shipped measurements of the first Adam steps (``python -m tools.study probe``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def probe_line(probe: dict[str, torch.Tensor], step: int) -> str:
@@ -155,146 +87,6 @@ def precision_line(runs: dict[int, dict], baseline: dict[int, dict], epoch: int)
     base = torch.stack([baseline[s]["test"][epoch, 0] for s in seeds])
     diff = torch.stack([runs[s]["test"][epoch, 0] for s in seeds]) - base
     return (f"bf16 - fp32, test -ELBO after epoch {epoch}, seeds {seeds[0]}-{seeds[-1]}: "
-            + ", ".join(_signed(d, 2, 0) for d in diff)
+            + ", ".join(signed(d, 2, 0) for d in diff)
             + f"\nfp32 test -ELBO after epoch {epoch}, largest minus smallest over those seeds: "
             f"{base.max() - base.min():.2f}")
-
-
-def load_probe(path: Path = PROBE) -> dict[str, dict[str, torch.Tensor]]:
-    """The shipped measurements of the first Adam steps (``python -m helpers.study probe``)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def run_name(config: train.Config) -> str:
-    """``"<recipe> s<seed>"``: the recipe is plain or warmupN, the precision, and the scale
-    where it is not the default log sigma (e.g. ``"warmup200 fp32 s3"``)."""
-    recipe = f"warmup{config.warmup}" if config.warmup else "plain"
-    scale = " logvar" if config.scale == "logvar" else ""
-    return f"{recipe} {config.precision}{scale} s{config.seed}"
-
-
-def collect(paths: list[Path]) -> dict[str, dict]:
-    """The runs in checkpoints or history files, each named by its config (``run_name``)."""
-    runs = {}
-    for path in paths:
-        try:
-            found = [checkpoints.load_checkpoint(path)]
-        except checkpoints.CheckpointError:
-            found = list(checkpoints.load_histories(path).values())
-        for run in found:
-            name = run_name(train.Config.from_stored(run["config"]))
-            if name in runs:
-                raise ValueError(f"two runs are both {name!r} (the second in {path}).")
-            runs[name] = run
-    return dict(sorted(runs.items()))
-
-
-# ---------------------------------------------------------------------------- the first steps
-
-
-def head_stats(model: VAE, x: torch.Tensor) -> dict[str, float]:
-    """What the encoder head and decoder produce on ``x``: sizes of mu, log sigma and x_hat."""
-    with torch.no_grad():
-        mu, log_sigma = model.encode(x)
-        x_hat = model.decode(mu)
-    return {"mu_rms": mu.pow(2).mean().sqrt().item(), "log_sigma_mean": log_sigma.mean().item(),
-            "log_sigma_max": log_sigma.max().item(), "x_hat_mean": x_hat.mean().item(),
-            "x_hat_std": x_hat.std().item()}
-
-
-def probe(config: train.Config, steps: int = 50,
-          data: MNIST | None = None) -> dict[str, torch.Tensor]:
-    """Take the first ``steps`` Adam steps of ``config`` with ``train.run_steps`` and measure
-    each: losses, the encoder head's outputs, its gradient and update sizes, the decoder."""
-    data = data if data is not None else load_mnist()
-    device = torch.device("cpu")
-    config = dataclasses.replace(config, precision=pick_precision(config.precision, device))
-    run = train.start_run(config, data.test_x, device)
-    head = run.model.encoder[-1]
-    rows = []
-
-    def measure(step: int, x: torch.Tensor, take_step: train.Step) -> torch.Tensor:
-        before = head.weight.detach().clone()
-        stats = head_stats(run.model, x)  # before the step: what this step's loss saw
-        loss = take_step(x)
-        rows.append({"neg_elbo": loss[0].item(), "recon": loss[1].item(), "KL": loss[2].item(),
-                     **stats, "head_grad": head.weight.grad.norm().item(),
-                     "head_update": (head.weight.detach() - before).norm().item(),
-                     "lr": run.optimizer.param_groups[0]["lr"]})
-        return loss
-
-    train.run_steps(run, config, data.train_x, 0, limit=steps, hook=measure)
-    return {k: torch.tensor([r[k] for r in rows]) for k in rows[0]}
-
-
-# ---------------------------------------------------------------------------- entry
-
-
-def tables() -> str:
-    """Every table of docs/training-study.md, computed from the shipped history files."""
-    probes, recipes = load_probe(), load_study()
-    plain, warm = recipes["plain fp32"], recipes["warmup200 fp32"]
-    fp32 = {s: warm[s] for s in recipes["warmup200 bf16"]}
-    update = "".join(f"{f'seed {n[1:]}':>9}" for n in probes)
-    update = [f"{'step':<8}{update}"] + [f"{i:<8}" + "".join(
-        f"{v['head_update'][i - 1]:9.3f}" for v in probes.values()) for i in (6, 25, 48)]
-    sections = [
-        ("plain recipe, first steps of seeds 2 and 1",
-         probe_table({s: probes[s] for s in ("s2", "s1")}, steps=6)),
-        ("mean log σ before steps 2-5", log_sigma_table(probes, (2, 3, 4, 5))),
-        ("size of the encoder head's update (plain recipe)", "\n".join(update)),
-        ("largest minibatch KL of the first 100 steps",
-         peak_table({"plain": plain, "warm-up 200": warm}, steps=100)),
-        ("test -ELBO by recipe (fp32)", seed_table({"plain": plain, "warm-up 200": warm})),
-        ("warm-up 200, test -ELBO by training precision",
-         seed_table({"fp32": fp32, "bf16": recipes["warmup200 bf16"]}, epochs=(1, 3, 5))),
-        ("bf16 minus fp32, test -ELBO", difference_table(recipes["warmup200 bf16"], fp32, 5)),
-        ("plain recipe, test -ELBO with log σ and with log σ²",
-         seed_table({"log σ": {s: plain[s] for s in range(3)},
-                     "log σ²": recipes["plain fp32 logvar"]}, epochs=(1, 3, 5))),
-    ]
-    return "\n\n".join(f"## {title}\n{table}" for title, table in sections)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: ``run``, ``collect``, ``probe`` or ``tables``."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="train one recipe over several seeds")
-    r.add_argument("--name", required=True)
-    r.add_argument("--seeds", type=int, nargs="+", required=True)
-    r.add_argument("--epochs", type=int, default=3)
-    r.add_argument("--warmup", type=int, default=0)
-    r.add_argument("--precision", choices=PRECISIONS[:2], default="fp32")
-    c = sub.add_parser("collect", help="ship the histories (no weights) of finished runs")
-    c.add_argument("out", type=Path)
-    c.add_argument("runs", type=Path, nargs="+")
-    q = sub.add_parser("probe", help="measure the first Adam steps")
-    q.add_argument("--seeds", type=int, nargs="+", required=True)
-    q.add_argument("--steps", type=int, default=50)
-    q.add_argument("--warmup", type=int, default=0)
-    q.add_argument("--precision", choices=PRECISIONS[:2], default="fp32")
-    q.add_argument("--out", type=Path, required=True)
-    sub.add_parser("tables", help="print the tables of docs/training-study.md")
-    args = p.parse_args(argv)
-    if args.cmd == "tables":
-        return print(tables())
-    if args.cmd == "run":
-        config = train.Config(epochs=args.epochs, warmup=args.warmup, precision=args.precision)
-        run_seeds(args.name, config, args.seeds)
-    elif args.cmd == "collect":
-        runs = collect(args.runs)
-        checkpoints.save_histories(runs, args.out)
-        print(f"{len(runs)} histories -> {args.out}: " + ", ".join(runs))
-    else:
-        config = train.Config(warmup=args.warmup, precision=args.precision)
-        probes = {s: probe(dataclasses.replace(config, seed=s), args.steps) for s in args.seeds}
-        checkpoints.save_checkpoint(args.out, {f"s{s}": v for s, v in probes.items()})
-        for s, v in probes.items():
-            i = int(v["KL"].argmax())
-            print(f"seed {s}: KL peak {v['KL'][i]:.1f} at step {i}, log_sigma_max "
-                  f"{v['log_sigma_max'].max():.2f}, KL at end {v['KL'][-1]:.3f}")
-
-
-if __name__ == "__main__":
-    main()

@@ -169,7 +169,7 @@ def run_steps(run: Run, config: Config, train_x: torch.Tensor, epoch: int, *,
     """The Adam steps of (0-based) ``epoch``, or its first ``limit``; their [-ELBO, recon, KL].
 
     ``hook(i, x, step)``, if given, takes each step in the loop's place: it must return
-    ``step(x)``, and may look at the model before and after (``study.probe`` measures so).
+    ``step(x)``, and may look at the model before and after (``tools.study.probe`` measures so).
     """
     steps = math.ceil(train_x.shape[0] / config.batch_size)
     taken = steps if limit is None else min(limit, steps)

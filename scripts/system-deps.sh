@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Debian fallbacks for the PDF export and its tests. MathJax comes from the Python package
 # jupyter-server-mathjax and the browser from Playwright, Chrome or Edge; only when
-# `python -m helpers.pdf` finds no browser is Debian's chromium installed. poppler-utils gives the
+# `python -m tools.pdf` finds no browser is Debian's chromium installed. poppler-utils gives the
 # PDF tests `pdfimages` (they skip without it).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 pkgs=(poppler-utils)
 # A venv that cannot tell (not built yet) counts as "no browser".
-if ! "$PY" -c "from helpers.pdf import which_browser; which_browser()" >/dev/null 2>&1; then
+if ! "$PY" -c "from tools.pdf import which_browser; which_browser()" >/dev/null 2>&1; then
   pkgs+=(chromium)
 fi
 missing=()

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from helpers import benchmark
+from tools import benchmark
 
 
 def test_seconds_per_step_leaves_the_warmup_out():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.pdf import WIDGET_VIEW
+from tools.pdf import WIDGET_VIEW
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"

@@ -60,3 +60,23 @@ def test_masks_are_applied_in_the_forward_pass():
 def test_made_needs_two_inputs():
     with pytest.raises(ValueError, match="n >= 2"):
         MADE(1, (3,))
+
+
+def test_building_a_made_leaves_the_global_random_stream_alone():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    MADE(4, (5, 5), seed=0)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    MADE(6, (8,), seed=7)
+    assert torch.equal(torch.rand(3), expected)  # what torch.rand draws next is unchanged
+
+
+def test_the_seed_alone_decides_the_weights():
+    torch.manual_seed(1)
+    a = MADE(4, (5, 5), seed=3).state_dict()
+    torch.manual_seed(2)
+    b = MADE(4, (5, 5), seed=3).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

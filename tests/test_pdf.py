@@ -23,7 +23,7 @@ from nbconvert import HTMLExporter
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from PIL import Image
 
-from helpers import pdf
+from tools import pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "hw1.ipynb"

@@ -1,4 +1,4 @@
-"""helpers.pdf on small notebooks: browser discovery, the command line, what prints of a cell
+"""tools.pdf on small notebooks: browser discovery, the command line, what prints of a cell
 (widget frames, nbval's comments, untagged cells), the print rules, links, vector figures and
 paper sizes."""
 
@@ -20,8 +20,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from PIL import Image
 
-from helpers import pdf
 from helpers.files import current_umask
+from tools import pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = "$$\\sum_{i=1}^{k} x_i^2$$"
@@ -113,7 +113,7 @@ def test_command_line_without_a_browser_says_how_to_get_one(no_browser, tmp_path
 @pytest.mark.slow
 def test_command_line_prints_a_message_not_a_traceback(tmp_path):
     notebook = _notebook(tmp_path / "nb.ipynb", SHORT)
-    run = subprocess.run([sys.executable, "-m", "helpers.pdf", str(notebook),
+    run = subprocess.run([sys.executable, "-m", "tools.pdf", str(notebook),
                           str(tmp_path / "out.pdf"), "--browser", str(tmp_path / "missing")],
                          capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"})

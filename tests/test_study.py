@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from helpers import study, train
+from tools import study as tool
 
 
 def _history(test: list[float], kl: list[float] | None = None) -> dict[str, torch.Tensor]:
@@ -51,14 +52,14 @@ def test_seed_table_sets_recipes_side_by_side_on_their_common_seeds():
 def test_difference_table_subtracts_the_baseline_seed_by_seed():
     runs = {0: _history([0, 60, 50]), 1: _history([0, 62, 49])}
     base = {0: _history([0, 61, 50.5]), 1: _history([0, 61, 48]), 2: _history([0, 1, 1])}
-    rows = _rows(study.difference_table(runs, base, epochs=2))
+    rows = _rows(tool.difference_table(runs, base, epochs=2))
     assert rows == {"0": [-1, -0.5], "1": [1, 1]}
 
 
 def test_peak_table_finds_each_runs_largest_early_kl_and_its_step():
     plain = {0: _history([0], kl=[0.1, 9.0, 3.0]), 1: _history([0], kl=[0.1, 0.2, 0.3])}
     warm = {0: _history([0], kl=[0.1, 0.2, 5.0]), 1: _history([0], kl=[4.0, 0.2, 0.3])}
-    lines = study.peak_table({"plain": plain, "warm": warm}, steps=3).splitlines()
+    lines = tool.peak_table({"plain": plain, "warm": warm}, steps=3).splitlines()
     assert lines[1].split() == ["0", "9.0", "nats", "at", "step", "2",
                                 "5.0", "nats", "at", "step", "3"]
     assert lines[2].split()[1::5] == ["0.3", "4.0"]
@@ -67,7 +68,7 @@ def test_peak_table_finds_each_runs_largest_early_kl_and_its_step():
 def test_log_sigma_table_reads_the_mean_before_each_step():
     probes = {f"s{s}": {"log_sigma_mean": torch.tensor([0.0, 0.1 * s, -0.2 * s])}
               for s in range(2)}
-    lines = study.log_sigma_table(probes, steps=(2, 3)).splitlines()
+    lines = tool.log_sigma_table(probes, steps=(2, 3)).splitlines()
     assert lines[0].split() == ["before", "step", "seed", "0", "seed", "1"]
     assert [float(v) for v in lines[1].split()[1:]] == [0.0, 0.1]
     assert [float(v) for v in lines[2].split()[1:]] == [0.0, -0.2]
@@ -77,7 +78,7 @@ def test_the_probe_takes_the_training_loops_own_steps(small, tmp_path):
     config = train.Config(epochs=1, warmup=2, precision="fp32")
     _, state = train.train(config, out=tmp_path / "run.pt", data=small, device="cpu",
                            progress=False)
-    probed = study.probe(config, steps=10, data=small)  # 10 asked, fewer in the epoch
+    probed = tool.probe(config, steps=10, data=small)  # 10 asked, fewer in the epoch
     rows = torch.stack([probed["neg_elbo"], probed["recon"], probed["KL"]], dim=1)
     assert len(rows) == -(-len(small.train_x) // config.batch_size) < 10
     assert torch.equal(rows, state["history"]["train"])

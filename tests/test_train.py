@@ -14,6 +14,7 @@ from helpers.checkpoints import CheckpointError, load_checkpoint
 from helpers.data import MNIST
 from helpers.files import current_umask
 from helpers.train import Config, NonFiniteLossError
+from tools import study as study_tool
 
 
 def _train(small, tmp_path, name="ckpt.pt", epochs=1, **kwargs):
@@ -310,7 +311,7 @@ def test_the_shipped_study_holds_both_recipes_on_eight_seeds():
     recipes = study.load_study()
     assert set(recipes["plain fp32"]) == set(recipes["warmup200 fp32"]) == set(range(8))
     for name, run in runs.items():
-        assert name == study.run_name(Config.from_stored(run["config"]))
+        assert name == study_tool.run_name(Config.from_stored(run["config"]))
         assert run["history"]["test"].shape[0] >= 4  # initialisation + at least 3 epochs
 
 

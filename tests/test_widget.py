@@ -16,7 +16,8 @@ from PIL import Image
 
 from helpers import plots, widgets
 from helpers.vae import VAE
-from helpers.widgets import VIEW, InterpolationExplorer, interpolation_widget, stable_widget_ids
+from helpers.widgets import InterpolationExplorer, interpolation_widget
+from tools.widget_ids import VIEW, stable_widget_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,8 +1,8 @@
 """Export the executed notebook to a print-ready PDF, offline, on macOS, Windows, Linux or Colab.
 
-    python -m helpers.pdf hw1.ipynb hw1.pdf [--paper a4] [--browser PATH]
+    python -m tools.pdf hw1.ipynb hw1.pdf [--paper a4] [--browser PATH]
 
-nbconvert writes the HTML through the template in `helpers/pdf_template/` (its print rules are
+nbconvert writes the HTML through the template in `tools/pdf_template/` (its print rules are
 CSS there); MathJax 2.7 comes from the `jupyter-server-mathjax` package; Playwright drives Chrome,
 Chromium or Edge, which lays the page out at the paper's text width, waits until MathJax has
 typeset everything, and prints with a bookmark for every heading. Nothing is fetched from the
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         out = to_pdf(args.notebook, args.pdf, args.paper, args.browser)
     except (NoBrowserError, ExportError, OSError) as e:
-        sys.exit(f"helpers.pdf: {e}")
+        sys.exit(f"tools.pdf: {e}")
     print(f"wrote {out} in {time.monotonic() - start:.0f} s")
 
 

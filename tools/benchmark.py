@@ -1,7 +1,7 @@
 """Training-step speed: this implementation against a plain eager loop and the matmul roofline.
 
-    python -m helpers.benchmark              # plain, ours in fp32 (and in bf16 if native), one run
-    python -m helpers.benchmark --profile    # plus a per-layer profile of one step
+    python -m tools.benchmark              # plain, ours in fp32 (and in bf16 if native), one run
+    python -m tools.benchmark --profile    # plus a per-layer profile of one step
 
 Timings are ``torch.utils.benchmark``'s, on all of torch's threads. Run it on a quiet machine:
 the numbers are only comparable within one run.
