@@ -68,9 +68,9 @@ def final_table(final: dict[str, float], test: torch.Tensor, train: torch.Tensor
     pad_pixels = P - (IMAGE_SHAPE[1] - 2 * PAD) * (IMAGE_SHAPE[2] - 2 * PAD)
     lines += [f"test -ELBO of the {len(test)} draws: {test[:, 0].min():.2f} to "
               f"{test[:, 0].max():.2f}",
-              f"recorded exact -ELBO {final['exact -ELBO (nats)']:.2f} nats, of which "
-              f"{pad_pixels * 0.5 * math.log(2 * math.pi):.2f} are the constant of the "
-              f"{pad_pixels} padding pixels",
+              f"final exact -ELBO {final['exact -ELBO (nats)']:.2f} nats, of which "
+              f"{pad_pixels * 0.5 * math.log(2 * math.pi):.2f} the {pad_pixels} padding "
+              "pixels' constant",
               f"squared error per image summed over the padding pixels: {test[:, 3].mean():.3f}"]
     return "\n".join(lines)
 

@@ -48,13 +48,6 @@ def cpu_flags() -> set[str]:
     return {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
 
 
-def bf16_here() -> str:
-    """What this machine's CPU offers for bf16, and what ``--precision auto`` picks on it."""
-    flags = sorted(BF16_FLAGS & cpu_flags())
-    return (f"this CPU: bf16 flags {', '.join(flags) or 'none'}; --precision auto trains in "
-            f"{pick_precision('auto', torch.device('cpu'))} here")
-
-
 def prepare_model(model: VAE, fast: bool) -> VAE:
     """Use channels_last memory on the CPU when ``fast``: same math, better conv kernels."""
     if fast and next(model.parameters()).device.type == "cpu":

@@ -30,6 +30,7 @@ NOTEBOOK = ROOT / "hw1.ipynb"
 REEXECUTE = "re-execute the notebook (`make run`) so its outputs are current"
 SPARSE = 0.5  # a page less full than this, of the text height, is sparse
 MAX_SPARSE = 3  # sparse pages allowed, besides the cover and the last page of each question
+MAX_PAGES = 13  # on Letter: a grader's twenty minutes
 MAX_REDUCTION = 1.5  # a PNG figure may print at most this much smaller than it was drawn
 # Each display equation as typeset: TeX start, width and room in CSS px, broken (an automatic
 # line break sets isMultiline; CommonHTML also leaves .mjx-block lines), overflow.
@@ -203,6 +204,31 @@ def test_pages_are_well_filled(rendered, tmp_path):
         f"the cover and the last page of each question): {sparse}")
 
 
+def _top_level(reader: pypdf.PdfReader) -> dict[str, int]:
+    """Each second-level heading's bookmark title and its 1-based page."""
+    return {item.title: reader.get_destination_page_number(item) + 1
+            for item in reader.outline if not isinstance(item, list)}
+
+
+def test_the_pdf_is_short_enough_to_grade_in_twenty_minutes(rendered):
+    reader = pypdf.PdfReader(rendered)
+    pages, starts = len(reader.pages), _top_level(reader)
+    q4 = next(p for t, p in starts.items() if t.startswith("Question 4"))
+    beyond = next(p for t, p in starts.items() if t.startswith("Beyond"))
+    assert pages <= MAX_PAGES, f"{pages} pages, at most {MAX_PAGES}"
+    assert beyond - q4 + 1 <= 4, f"Question 4 spans pages {q4}-{beyond}, at most 4"
+    assert pages - beyond + 1 <= 2, f"Beyond the assignment spans pages {beyond}-{pages}"
+
+
+def test_question_4_starts_a_page_and_question_1_shares_the_cover(rendered):
+    reader = pypdf.PdfReader(rendered)
+    starts = _top_level(reader)
+    assert next(p for t, p in starts.items() if t.startswith("Question 1")) == 1
+    q4 = next(p for t, p in starts.items() if t.startswith("Question 4"))
+    first_line = reader.pages[q4 - 1].extract_text().strip().splitlines()[0]
+    assert first_line.startswith("Question 4"), f"page {q4} starts with {first_line!r}"
+
+
 def test_bookmarks_list_the_questions_and_their_parts(rendered):
     nodes = _walk(_outline(pypdf.PdfReader(rendered)))
     questions = {m[1]: children for title, children in nodes
@@ -309,17 +335,11 @@ def test_svg_figures_print_as_vectors(figures):
         f"{embedded}: an SVG was printed as a bitmap? {others}")
 
 
-def test_pdf_embeds_every_figure_and_the_widget_frame(figures):
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    widgets = [out for cell in nb.cells for out in cell.get("outputs", [])
+def test_pdf_embeds_every_png_figure_and_no_widget():
+    printed = pdf.printable(nbformat.read(NOTEBOOK, as_version=4))
+    widgets = [out for cell in printed.cells for out in cell.get("outputs", [])
                if pdf.WIDGET_VIEW in out.get("data", {})]
-    assert widgets, f"no widget output in the notebook: {REEXECUTE}"
-    assert all("image/png" in out["data"] for out in widgets), (
-        f"a widget's output has no image/png frame beside it: {REEXECUTE}")
-    frames = {Image.open(io.BytesIO(base64.b64decode(out["data"]["image/png"]))).size
-              for out in widgets}
-    pngs, _ = figures
-    assert frames <= {f["size"] for f in pngs if f["ppi"]}, "a widget's frame is not printed"
+    assert not widgets, "a live widget prints as an empty box: tag its cell no-pdf"
 
 
 def test_final_numbers_and_every_question_are_in_the_pdf(text):
