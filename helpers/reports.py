@@ -8,9 +8,16 @@ from pathlib import Path
 import torch
 
 from helpers import checkpoints
-from helpers.checkpoints import CheckpointError, MismatchError, checkpoint_path, load_checkpoint
+from helpers.checkpoints import CheckpointError, MismatchError
 from helpers.data import REPO_ROOT
-from helpers.train import Config, train
+from helpers.train import (
+    Config,
+    checkpoint_path,
+    load_trained,
+    model_from_state,
+    retrain_path,
+    train,
+)
 from helpers.vae import LOSS_NAMES, VAE, exact_neg_elbo, layer_summary, parameter_count
 
 
@@ -24,7 +31,7 @@ def load_or_train(config: Config = Config(), *, retrain: bool = False,
     into, or on from, ``retrain_path(config)``, never the shipped file.
     """
     if retrain:
-        out = checkpoints.retrain_path(config)
+        out = retrain_path(config)
         model, state = train(config, out=out, resume=True, **kwargs)
         return _to_cpu(model), state, out
     shipped = checkpoint_path(config)
@@ -32,7 +39,7 @@ def load_or_train(config: Config = Config(), *, retrain: bool = False,
         raise CheckpointError(f"no shipped checkpoint for this config: looked for {shipped}. "
                               + how_to_ship(config))
     try:
-        state = load_checkpoint(shipped, config)
+        state = load_trained(shipped, config)
     except MismatchError as e:  # the generic fix gives way to the two ways to a model
         extra = "" if e.fix == checkpoints.GENERIC_FIX else f"{e.fix} "
         raise MismatchError(e.what, extra + how_to_ship(config), e.diff) from None
@@ -40,7 +47,7 @@ def load_or_train(config: Config = Config(), *, retrain: bool = False,
         raise CheckpointError(f"{shipped} holds {state['meta']['epochs_done']} of "
                               f"{config.epochs} epochs; restore the shipped file with "
                               f"`git checkout -- {shipped}`, or retrain.")
-    return checkpoints.model_from_state(state), state, shipped
+    return model_from_state(state), state, shipped
 
 
 def how_to_ship(config: Config) -> str:
@@ -48,7 +55,7 @@ def how_to_ship(config: Config) -> str:
     flags = config.flags()
     command = f"python -m helpers.train {flags}" if flags else "make train"
     also = "" if flags else " or `python -m helpers.train`"
-    out = checkpoints.retrain_path(config)
+    out = retrain_path(config)
     return (f"Either train it with `{command}`{also} (into {out}) and copy the finished file to "
             f"{checkpoint_path(config)}, or set RETRAIN = True in the notebook to train it there.")
 
@@ -69,7 +76,7 @@ def overview(model: VAE, state: dict, path: Path, config: Config = Config()) -> 
     """The model's layers, then ``describe`` and ``compare_with_shipped``."""
     nets = [f"{name}, {parameter_count(net):,} parameters:\n{layer_summary(net)}"
             for name, net in (("encoder", model.encoder), ("decoder", model.decoder))]
-    return "\n".join([*nets, describe(state, path), compare_with_shipped(state, config)])
+    return "\n".join([*nets, describe(state, path), compare_with_shipped(state, path, config)])
 
 
 def describe(state: dict, path: Path) -> str:
@@ -85,17 +92,15 @@ def describe(state: dict, path: Path) -> str:
             f"{meta['wall_seconds'] / 60:.1f} min")
 
 
-def compare_with_shipped(state: dict, config: Config = Config()) -> str:
-    """Say whether ``state`` is the shipped model the text describes; if not, set the two
-    final test results side by side."""
+def compare_with_shipped(state: dict, path: Path, config: Config = Config()) -> str:
+    """Say whether ``state`` (loaded from ``path``) is the shipped model the text describes; if
+    not, set the two final test results side by side. The shipped file is read only then."""
     shipped = checkpoint_path(config)
     mine = final_test(state)
+    if Path(path).resolve() == shipped.resolve():
+        return "This is the shipped model: the numbers quoted in the text below are this model's."
     if shipped.exists():
-        reference = load_checkpoint(shipped, config)
-        if torch.equal(reference["history"]["test"], state["history"]["test"]):
-            return ("This is the shipped model: the numbers quoted in the text below are "
-                    "this model's.")
-        theirs = final_test(reference)
+        theirs = final_test(load_trained(shipped, config))
     else:
         theirs = dict.fromkeys(mine, float("nan"))
     rows = [f"{'final test':<22}{'this model':>12}{'shipped':>12}"]
