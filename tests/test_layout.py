@@ -69,7 +69,8 @@ def test_every_module_is_reachable_from_the_notebooks_imports():
     cells = json.loads((ROOT / "hw1.ipynb").read_text())["cells"]
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     lines = [line for line in code.splitlines() if re.match(r"\s*(from|import) helpers\b", line)]
-    todo, seen, edges = list(imports(ast.parse("\n".join(s.strip() for s in lines)))), set(), graph()
+    todo = list(imports(ast.parse("\n".join(s.strip() for s in lines))))
+    seen, edges = set(), graph()
     while todo:
         name = todo.pop()
         if name in edges and name not in seen:

@@ -608,3 +608,46 @@ def test_auto_precision_continues_a_run_in_its_own_precision(small, trained, tmp
     _, state = train.train(Config(epochs=2, precision="auto"), out=tmp_path / "ckpt.pt",
                            data=small, device="cpu", progress=False, resume=True)
     assert state["config"]["precision"] == "fp32" and state["meta"]["epochs_done"] == 2
+
+
+# ---------------------------------------------------------------------------- names and data
+
+
+def _another(f: dataclasses.Field) -> object:
+    """A value of field ``f`` other than its default."""
+    choices = f.metadata["choices"]
+    if choices:
+        return next((c for c in choices if c != f.default), f"not-{f.default}")
+    return f.default * 2 if f.default else 1
+
+
+def test_a_checkpoints_file_name_differs_whenever_its_config_does():
+    assert train.checkpoint_path(Config()).name == "vae-z16-b128-lr0.001-e20-s0-log_sigma-w200.pt"
+    names = {train.checkpoint_path(Config()).name}
+    for f in dataclasses.fields(Config):
+        changed = Config(**{f.name: _another(f)})
+        names.add(train.checkpoint_path(changed).name)
+        assert train.retrain_path(changed).name != train.retrain_path(Config()).name, f.name
+    assert len(names) == 1 + len(dataclasses.fields(Config))  # all different from each other
+    new = ConfigWithDropout(dropout=0.1)  # a new field is named too, and only off its default
+    assert new.tag() != Config().tag() == ConfigWithDropout().tag()
+
+
+def test_scoring_or_training_a_model_on_another_dataset_is_refused(small):
+    fashion = dataclasses.replace(small, dataset="fashion-mnist")
+    model = train.build_model(Config())
+    assert model.dataset == "mnist"
+    data.check_dataset(model.dataset, small)  # its own: fine
+    with pytest.raises(data.DatasetMismatchError, match=r"load_data\(config.dataset\)"):
+        data.check_dataset(model.dataset, fashion)
+    with pytest.raises(data.DatasetMismatchError, match="cannot train on a model of 'mnist'"):
+        train.train(Config(epochs=1), data=fashion, device="cpu", progress=False)
+    assert train.model_from_state(load_checkpoint(SHIPPED)).dataset == "mnist"
+
+
+def test_the_data_follow_the_asked_dataset(monkeypatch, small):
+    monkeypatch.setitem(data.LOADERS, "fashion-mnist", lambda: fashion)
+    fashion = dataclasses.replace(small, dataset="fashion-mnist")
+    assert data.load_data("fashion-mnist") is fashion
+    with pytest.raises(ValueError, match="no loader for dataset 'kmnist'.*LOADERS"):
+        data.load_data("kmnist")
