@@ -1,37 +1,28 @@
-"""Checkpoints: atomic save, checked load, the architecture fingerprint, history files.
+"""Checkpoints as files: atomic save, whole-file load, the architecture fingerprint, histories.
 
 A checkpoint is a dict of plain tensors and containers (loadable with ``weights_only=True``):
-``model``, ``optimizer``, ``history``, ``config`` (``train.Config`` as a dict), ``meta``, ``rng``
-and ``architecture`` (``fingerprint`` of the VAE that trained it). It is reused only where its
-config and its architecture both match what is asked for.
+``model``, ``optimizer``, ``history``, ``config`` (a dict), ``meta``, ``rng`` and
+``architecture`` (``fingerprint`` of the model that trained it). This module knows files and
+dicts only; ``helpers.train`` writes its runs into them and checks them against a ``Config``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import platform
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from helpers.data import REPO_ROOT
 from helpers.files import write_atomic
-from helpers.vae import VAE
-
-if TYPE_CHECKING:
-    from helpers.train import Config, Run
 
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"  # the shipped models: read, never written by training
 RUNS_DIR = REPO_ROOT / "runs"  # retrains and study runs (git-ignored)
 KEYS = ("model", "optimizer", "history", "config", "meta", "rng")
-# What checkpoints saved before a field existed were trained with. A new Config field must be
-# added here too, or every older checkpoint is refused as not recording it.
-LEGACY = {"scale": "logvar", "warmup": 0, "precision": "fp32", "dataset": "mnist"}
 
 
 class CheckpointError(RuntimeError):
@@ -49,16 +40,6 @@ class MismatchError(CheckpointError):
 GENERIC_FIX = "Retrain for this config (into another file), or load with the checkpoint's config."
 
 
-def checkpoint_path(config: Config) -> Path:
-    """Where the shipped checkpoint for ``config`` lives (the default config's ships)."""
-    return CHECKPOINT_DIR / f"vae-{config.tag()}.pt"
-
-
-def retrain_path(config: Config) -> Path:
-    """Where a retrain of ``config`` lives: its own file under runs/, never the shipped one."""
-    return RUNS_DIR / f"vae-{config.tag()}.pt"
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write ``state`` atomically (``files.write_atomic``): never half a checkpoint."""
     buffer = io.BytesIO()
@@ -66,13 +47,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path, config: Config | None = None, *, resuming: bool = False) -> dict:
-    """Load a checkpoint with ``weights_only=True``; check it is whole and matches ``config``
-    and the VAE of this code.
-
-    ``resuming``: ``config.epochs`` may exceed the epochs done (the run goes on), never fall
-    short of them. A requested precision of ``auto`` matches whatever the checkpoint ran.
-    """
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint with ``weights_only=True`` and check it is whole (every key of ``KEYS``);
+    ``train.load_trained`` also checks it against a config and the VAE of this code."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}: train one with `python -m helpers.train`.")
@@ -87,42 +64,7 @@ def load_checkpoint(path: Path, config: Config | None = None, *, resuming: bool 
     if missing:
         raise CheckpointError(f"{path} lacks {sorted(missing)}: it is not a helpers.train "
                               "checkpoint. Retrain with `python -m helpers.train`.")
-    if config is not None:
-        _check_config(path, state, config, resuming)
-        check_architecture(state, build_model(dataclasses.asdict(config)), path)
     return state
-
-
-def stored_config(stored: dict, fields: list[str] | None = None,
-                  where: Path | str = "the checkpoint") -> dict:
-    """A checkpoint's config with ``LEGACY`` values for fields older code did not record;
-    a field of ``fields`` that is neither stored nor legacy is a MismatchError."""
-    config = {**LEGACY, **stored}
-    absent = [name for name in fields or [] if name not in config]
-    if absent:
-        raise MismatchError(f"{where} records no {', '.join(absent)} (saved before the "
-                            "field existed).", "Retrain, or add what older runs used to "
-                            "helpers.checkpoints.LEGACY.")
-    return config
-
-
-def _check_config(path: Path, state: dict, config: Config, resuming: bool) -> None:
-    """Raise MismatchError where the checkpoint was trained with another config."""
-    asked = dataclasses.asdict(config)
-    stored = stored_config(state["config"], list(asked), path)
-    skip = {"epochs"} if resuming else set()
-    if config.precision == "auto":
-        skip.add("precision")
-    diff = {k: (stored[k], v) for k, v in asked.items() if k not in skip and stored[k] != v}
-    if diff:
-        text = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-        raise MismatchError(f"{path} was trained with another config ({text}).", GENERIC_FIX,
-                            diff)
-    done = state["meta"]["epochs_done"]
-    if resuming and config.epochs < done:
-        raise CheckpointError(f"{path} already holds {done} epochs, more than the {config.epochs} "
-                              f"requested. Ask for --epochs {done} or more to use or continue "
-                              "it, or train into another file.")
 
 
 def fingerprint(model: nn.Module) -> list[str]:
@@ -136,11 +78,6 @@ def fingerprint(model: nn.Module) -> list[str]:
 def _arguments(module: nn.Module) -> str:
     """The module's ``extra_repr`` without ``inplace=...``."""
     return ", ".join(a for a in module.extra_repr().split(", ") if not a.startswith("inplace="))
-
-
-def build_model(config: dict) -> VAE:
-    """The VAE of this code for a (stored or requested) config dict."""
-    return VAE(latent_dim=config["latent_dim"], scale=config["scale"])
 
 
 def check_architecture(state: dict, model: nn.Module, path: Path | str = "the checkpoint") -> None:
@@ -164,17 +101,6 @@ def _by_name(entries: list[str]) -> dict[str, str]:
     return dict(entry.split(": ", 1) for entry in entries)
 
 
-def model_from_state(state: dict, device: torch.device | str = "cpu") -> VAE:
-    """Rebuild the VAE from a checkpoint; another architecture is a clear CheckpointError."""
-    model = build_model(stored_config(state["config"]))
-    check_architecture(state, model)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint weights do not fit the VAE: {e}") from e
-    return model.to(device).eval()
-
-
 def meta(device: torch.device, seconds: float, epochs_done: int) -> dict:
     """Library versions, hardware and wall time, for the record."""
     return {
@@ -190,31 +116,6 @@ def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
-
-def state_of(run: Run, config: Config, device: torch.device, epochs_done: int) -> dict:
-    """Everything a checkpoint of ``run`` holds, as plain tensors and containers."""
-    weights = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
-    rng = {"torch": torch.get_rng_state(), "shuffle": run.shuffle.get_state()}
-    if device.type != "cpu":  # the accelerator's own stream (e.g. rng["cuda"])
-        rng[device.type] = torch.get_device_module(device).get_rng_state(device)
-    return {
-        "model": weights,
-        "optimizer": run.optimizer.state_dict(),
-        "history": {k: torch.stack(v) for k, v in run.history.items()},
-        "config": dataclasses.asdict(config),
-        "meta": meta(device, run.spent, epochs_done),
-        "rng": rng,
-        "architecture": fingerprint(run.model),
-    }
-
-
-def restore_rng(rng: dict, shuffle: torch.Generator, device: torch.device) -> None:
-    """Restore the random streams of ``state_of`` so a resumed run continues exactly."""
-    torch.set_rng_state(rng["torch"])
-    shuffle.set_state(rng["shuffle"])
-    if device.type in rng:
-        torch.get_device_module(device).set_rng_state(rng[device.type], device)
 
 
 # ---------------------------------------------------------------------------- histories

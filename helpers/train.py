@@ -5,7 +5,9 @@
     python -m helpers.train                      # again after an interruption: it continues
 
 Training never writes checkpoints/, which holds the shipped model: a run goes to its own file
-under runs/ and continues that file's history when started again (files: ``helpers.checkpoints``).
+under runs/ and continues that file's history when started again. This module turns a run into
+a checkpoint's dict and checks a checkpoint against a ``Config``; ``helpers.checkpoints`` only
+writes and reads the files.
 
 The history records [-ELBO, reconstruction, KL] for every training minibatch and for the whole
 test set at initialisation and after every epoch, the layout the course's plotting code expects.
@@ -27,14 +29,16 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+import helpers.data as datasets
 from helpers import checkpoints
-from helpers.checkpoints import CheckpointError, MismatchError, load_checkpoint, retrain_path
-from helpers.data import MNIST, batches, load_mnist
+from helpers.checkpoints import CheckpointError, MismatchError
+from helpers.data import MNIST, batches
 from helpers.devices import PRECISIONS, as_input, pick_device, pick_precision, prepare_model
 from helpers.vae import LATENT_DIM, SCALES, VAE, check_images, exact_neg_elbo, losses
 
 EVAL_BATCH = 500
-DATASETS = ("mnist",)  # those ``load_data`` has a loader for
+DATASETS = tuple(datasets.LOADERS)  # those ``data.load_data`` has a loader for
+TAGGED = ("latent_dim", "batch_size", "lr", "epochs", "seed", "scale", "warmup")  # always named
 
 
 def _option(default: object, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -59,17 +63,27 @@ class Config:
     dataset: str = _option("mnist", "the training images", DATASETS)
 
     def tag(self) -> str:
-        """A file-name-safe summary, e.g. ``z16-b128-lr0.001-e20-s0-log_sigma-w200``."""
+        """A file-name-safe summary that differs whenever the config does, e.g.
+        ``z16-b128-lr0.001-e20-s0-log_sigma-w200``: the fields of ``TAGGED`` always, every other
+        field only where it is not its default (``-precision-bf16``, ``-dataset-fashion-mnist``)."""
         warmup = f"-w{self.warmup}" if self.warmup else ""
-        dataset = f"-{self.dataset}" if self.dataset != "mnist" else ""
-        return (f"z{self.latent_dim}-b{self.batch_size}-lr{self.lr:g}-e{self.epochs}"
-                f"-s{self.seed}-{self.scale}{warmup}{dataset}")
+        rest = "".join(f"-{f.name}-{getattr(self, f.name)}" for f in dataclasses.fields(self)
+                       if f.name not in TAGGED and getattr(self, f.name) != f.default)
+        return (f"z{self.latent_dim}-b{self.batch_size}-lr{self.lr!r}-e{self.epochs}"
+                f"-s{self.seed}-{self.scale}{warmup}{rest}")
 
     @classmethod
-    def from_stored(cls, stored: dict) -> Config:
-        """The config a checkpoint records (``checkpoints.LEGACY`` for fields it predates)."""
+    def from_stored(cls, stored: dict, where: Path | str = "the checkpoint") -> Config:
+        """The config a checkpoint records; one that lacks a field of ``cls`` (saved before the
+        field existed) is a MismatchError naming how to record it."""
         names = [f.name for f in dataclasses.fields(cls)]
-        return cls(**checkpoints.stored_config(stored, names))
+        absent = [name for name in names if name not in stored]
+        if absent:
+            values = " ".join(f"{name}=VALUE" for name in absent)
+            raise MismatchError(f"{where} records no {', '.join(absent)} (saved before the "
+                                "field existed).", "Retrain, or record the value its run used: "
+                                f"`python -m tools.restamp {where} {values}`.")
+        return cls(**{name: stored[name] for name in names})
 
     def flags(self) -> str:
         """The command-line options that ask for this config, e.g. ``--latent-dim 32``."""
@@ -81,12 +95,65 @@ class NonFiniteLossError(RuntimeError):
     """Training produced NaN or infinite losses."""
 
 
-def load_data(dataset: str) -> MNIST:
-    """The images ``Config.dataset`` names."""
-    if dataset != "mnist":
-        raise ValueError(f"no loader for dataset {dataset!r} (only {DATASETS}): add one to "
-                         "helpers/data.py and call it here, or pass data= to train.")
-    return load_mnist()
+def checkpoint_path(config: Config) -> Path:
+    """Where the shipped checkpoint for ``config`` lives (the default config's ships)."""
+    return checkpoints.CHECKPOINT_DIR / f"vae-{config.tag()}.pt"
+
+
+def retrain_path(config: Config) -> Path:
+    """Where a retrain of ``config`` lives: its own file under runs/, never the shipped one."""
+    return checkpoints.RUNS_DIR / f"vae-{config.tag()}.pt"
+
+
+def load_trained(path: Path, config: Config | None = None, *, resuming: bool = False) -> dict:
+    """``checkpoints.load_checkpoint``, then check the file against ``config`` and the VAE of
+    this code (MismatchError says what differs).
+
+    ``resuming``: ``config.epochs`` may exceed the epochs done (the run goes on), never fall
+    short of them. A requested precision of ``auto`` matches whatever the checkpoint ran.
+    """
+    state = checkpoints.load_checkpoint(path)
+    if config is not None:
+        _check_config(path, state, config, resuming)
+        checkpoints.check_architecture(state, build_model(config), path)
+    return state
+
+
+def _check_config(path: Path, state: dict, config: Config, resuming: bool) -> None:
+    """Raise MismatchError where the checkpoint was trained with another config."""
+    asked = dataclasses.asdict(config)
+    stored = dataclasses.asdict(type(config).from_stored(state["config"], path))
+    skip = {"epochs"} if resuming else set()
+    if config.precision == "auto":
+        skip.add("precision")
+    diff = {k: (stored[k], v) for k, v in asked.items() if k not in skip and stored[k] != v}
+    if diff:
+        text = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+        raise MismatchError(f"{path} was trained with another config ({text}).",
+                            checkpoints.GENERIC_FIX, diff)
+    done = state["meta"]["epochs_done"]
+    if resuming and config.epochs < done:
+        raise CheckpointError(f"{path} already holds {done} epochs, more than the {config.epochs} "
+                              f"requested. Ask for --epochs {done} or more to use or continue "
+                              "it, or train into another file.")
+
+
+def build_model(config: Config) -> VAE:
+    """The VAE of this code for ``config``, marked with the dataset it is trained on."""
+    model = VAE(config.latent_dim, scale=config.scale)
+    model.dataset = config.dataset
+    return model
+
+
+def model_from_state(state: dict, device: torch.device | str = "cpu") -> VAE:
+    """Rebuild the VAE from a checkpoint; another architecture is a clear CheckpointError."""
+    model = build_model(Config.from_stored(state["config"]))
+    checkpoints.check_architecture(state, model)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint weights do not fit the VAE: {e}") from e
+    return model.to(device).eval()
 
 
 # ---------------------------------------------------------------------------- steps
@@ -147,14 +214,14 @@ def start_run(config: Config, test_x: torch.Tensor, device: torch.device, *, fas
     """Seed, build the model and Adam, and evaluate at initialisation (or restore ``state``)."""
     torch.manual_seed(config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
-    model = prepare_model(VAE(config.latent_dim, scale=config.scale).to(device), fast)
+    model = prepare_model(build_model(config).to(device), fast)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if state is None:
         test = evaluate(model, as_input(test_x, model))
         return Run(model, optimizer, shuffle, {"train": [], "test": [test]})
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    checkpoints.restore_rng(state["rng"], shuffle, device)
+    restore_rng(state["rng"], shuffle, device)
     history = {k: list(v.unbind(0)) for k, v in state["history"].items()}
     return Run(model, optimizer, shuffle, history, state["meta"]["wall_seconds"])
 
@@ -201,11 +268,12 @@ def train(config: Config = Config(), *, out: Path | None = None, data: MNIST | N
     device = pick_device(str(device))
     precision = pick_precision(config.precision, device)
     out = Path(out) if out is not None else retrain_path(config)
-    state = load_checkpoint(out, config, resuming=True) if resume and out.exists() else None
+    state = load_trained(out, config, resuming=True) if resume and out.exists() else None
     if state is not None and config.precision == "auto":
-        precision = checkpoints.stored_config(state["config"])["precision"]
+        precision = state["config"]["precision"]
     config = dataclasses.replace(config, precision=precision)
-    data = data if data is not None else load_data(config.dataset)
+    data = data if data is not None else datasets.load_data(config.dataset)
+    datasets.check_dataset(config.dataset, data, "train on")
     check_images(data.train_x)
     check_images(data.test_x)
     train_x, test_x = data.train_x.to(device), data.test_x.to(device)
@@ -219,7 +287,7 @@ def train(config: Config = Config(), *, out: Path | None = None, data: MNIST | N
         run.history["train"].extend(rows.cpu().unbind(0))
         run.history["test"].append(test)
         run.spent += time.perf_counter() - t0
-        state = checkpoints.state_of(run, config, device, epoch + 1)
+        state = state_of(run, config, device, epoch + 1)
         checkpoints.save_checkpoint(out, state)
         if progress:
             print(f"epoch {epoch + 1:2d}/{config.epochs}: test -ELBO {test[0]:.2f} "
@@ -227,6 +295,31 @@ def train(config: Config = Config(), *, out: Path | None = None, data: MNIST | N
                   flush=True)
     run.model.eval()
     return run.model, state
+
+
+def state_of(run: Run, config: Config, device: torch.device, epochs_done: int) -> dict:
+    """Everything a checkpoint of ``run`` holds, as plain tensors and containers."""
+    weights = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
+    rng = {"torch": torch.get_rng_state(), "shuffle": run.shuffle.get_state()}
+    if device.type != "cpu":  # the accelerator's own stream (e.g. rng["cuda"])
+        rng[device.type] = torch.get_device_module(device).get_rng_state(device)
+    return {
+        "model": weights,
+        "optimizer": run.optimizer.state_dict(),
+        "history": {k: torch.stack(v) for k, v in run.history.items()},
+        "config": dataclasses.asdict(config),
+        "meta": checkpoints.meta(device, run.spent, epochs_done),
+        "rng": rng,
+        "architecture": checkpoints.fingerprint(run.model),
+    }
+
+
+def restore_rng(rng: dict, shuffle: torch.Generator, device: torch.device) -> None:
+    """Restore the random streams of ``state_of`` so a resumed run continues exactly."""
+    torch.set_rng_state(rng["torch"])
+    shuffle.set_state(rng["shuffle"])
+    if device.type in rng:
+        torch.get_device_module(device).set_rng_state(rng[device.type], device)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -284,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
 def _resumable(out: Path, config: Config) -> dict:
     """The run at ``out`` if ``config`` may continue it; else exit, saying which options would."""
     try:
-        return load_checkpoint(out, config, resuming=True)
+        return load_trained(out, config, resuming=True)
     except MismatchError as e:
         keep = " ".join(f"--{k.replace('_', '-')} {a}" for k, (a, _) in e.diff.items())
         fix = f"To continue it, pass {keep}; to" if keep else "To"

@@ -79,6 +79,7 @@ class VAE(nn.Module):
             raise ValueError(f"scale must be one of {SCALES}, got {scale!r}.")
         self.latent_dim = latent_dim
         self.scale = scale
+        self.dataset: str | None = None  # the images it is trained on (``train.build_model``)
         self.encoder = nn.Sequential(
             nn.Conv2d(channels, 32, 3, 1, 1), nn.ReLU(inplace=True),
             nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(inplace=True),  # 16 x 16

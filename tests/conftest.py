@@ -11,8 +11,8 @@ import torch
 # Notebook runs under test (nbval, the browser) save their figures here, not in figures/.
 os.environ.setdefault("HW1_FIGURES", tempfile.mkdtemp(prefix="hw1-figures-"))
 
-from tools import pdf  # noqa: E402
 from helpers.data import DEFAULT_ROOT, MNIST, load_mnist  # noqa: E402
+from tools import pdf  # noqa: E402
 
 # Whole modules that start a browser (JupyterLab) or build a fresh environment (Colab's pip).
 SLOW_MODULES = {"test_browser", "test_colab"}

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from helpers import checkpoints, train
-from helpers.data import MNIST, REPO_ROOT, load_mnist
+from helpers.data import MNIST, REPO_ROOT, load_data
 from helpers.devices import PRECISIONS, pick_precision
 from helpers.study import epoch_header, load_probe, load_study, seed_table, signed
 from helpers.vae import VAE
@@ -34,7 +34,7 @@ def run_path(name: str, config: train.Config) -> Path:
 
 def run_seeds(name: str, config: train.Config, seeds: list[int]) -> dict[int, dict]:
     """Train ``config`` once per seed (resuming any unfinished run); return each final state."""
-    data = load_mnist()
+    data = load_data(config.dataset)
     states = {}
     for seed in seeds:
         c = dataclasses.replace(config, seed=seed)
@@ -134,7 +134,7 @@ def probe(config: train.Config, steps: int = 50,
           data: MNIST | None = None) -> dict[str, torch.Tensor]:
     """Take the first ``steps`` Adam steps of ``config`` with ``train.run_steps`` and measure
     each: losses, the encoder head's outputs, its gradient and update sizes, the decoder."""
-    data = data if data is not None else load_mnist()
+    data = data if data is not None else load_data(config.dataset)
     device = torch.device("cpu")
     config = dataclasses.replace(config, precision=pick_precision(config.precision, device))
     run = train.start_run(config, data.test_x, device)
