@@ -9,7 +9,7 @@ import torch
 
 from helpers import checkpoints
 from helpers.checkpoints import CheckpointError, MismatchError
-from helpers.data import MNIST
+from helpers.data import MNIST, check_dataset
 from helpers.train import (
     Config,
     checkpoint_path,
@@ -75,7 +75,9 @@ def final_test(state: dict) -> dict[str, float]:
 def overview(model: VAE, state: dict, path: Path, data: MNIST,
              config: Config = Config()) -> str:
     """The data's shapes, the model's layers, how its weights were trained, and, for a model
-    other than the shipped one, ``compare_with_shipped``."""
+    other than the shipped one, ``compare_with_shipped``. Images of another dataset than the
+    model's are refused here, before anything is scored on them."""
+    check_dataset(getattr(model, "dataset", None), data)
     shapes = (f"data: train {tuple(data.train_x.shape)}, test {tuple(data.test_x.shape)}, "
               f"values in [{data.train_x.min():.0f}, {data.train_x.max():.0f}]")
     nets = [f"{name}, {parameter_count(net):,} parameters:\n{layer_summary(net)}"

@@ -34,15 +34,27 @@ def quoting_cells(nb: dict) -> list[dict]:
     return [c for c in cells[:min(start, 1)] + cells[start:] if c["cell_type"] == "markdown"]
 
 
+def printed_roundings(printed: str) -> set[str]:
+    """Each printed decimal rounded to fewer places (54.9109 gives 54.911, 54.91 and 54.9)."""
+    roundings = set()
+    for number in DECIMAL.findall(printed):
+        whole, places = number.replace(",", "").split(".")
+        for k in range(1, len(places)):
+            roundings.add(f"{round(float(f'{whole}.{places}'), k):,.{k}f}")
+    return roundings
+
+
 def stale_numbers(nb: dict) -> list[str]:
     """Decimal numbers in the quoting prose that no output prints (and no listed constant is)."""
     printed = _outputs(nb).replace("−", "-")
+    rounded = printed_roundings(printed)
     stale = []
     for cell in quoting_cells(nb):
         for number in DECIMAL.findall(_source(cell)):
             if number in CONSTANTS:
                 continue
-            if not re.search(rf"(?<![\d.,]){re.escape(number)}(?![\d])", printed):
+            if not (re.search(rf"(?<![\d.,]){re.escape(number)}(?![\d])", printed)
+                    or number in rounded):
                 stale.append(number)
     return stale
 
@@ -70,7 +82,15 @@ def test_a_printed_number_counts_only_whole():
         {"cell_type": "markdown", "source": "## Question 4\n\n54.9 and 4.91 and 54.91"},
         {"cell_type": "code", "source": "", "outputs": [{"output_type": "stream",
                                                          "text": "-ELBO 54.91\n"}]}]}
-    assert stale_numbers(nb) == ["54.9", "4.91"]
+    assert stale_numbers(nb) == ["4.91"]  # 54.9 is 54.91 rounded; 4.91 only a part of it
+
+
+def test_a_rounded_printed_number_counts():
+    nb = {"cells": [
+        {"cell_type": "markdown", "source": "## Question 4\n\n54.91 and 54.92 and 1,234.6"},
+        {"cell_type": "code", "source": "", "outputs": [{"output_type": "stream",
+                                                         "text": "-ELBO 54.9109 1234.56\n"}]}]}
+    assert stale_numbers(nb) == ["54.92"]
 
 
 def test_no_paragraph_piles_up_numbers():

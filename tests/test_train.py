@@ -639,7 +639,11 @@ def test_scoring_or_training_a_model_on_another_dataset_is_refused(small):
         data.check_dataset(model.dataset, fashion)
     with pytest.raises(data.DatasetMismatchError, match="cannot train on a model of 'mnist'"):
         train.train(Config(epochs=1), data=fashion, device="cpu", progress=False)
-    assert train.model_from_state(load_checkpoint(SHIPPED)).dataset == "mnist"
+    shipped = load_checkpoint(SHIPPED)
+    assert train.model_from_state(shipped).dataset == "mnist"
+    # The notebook's data cell prints the overview before any scoring: it refuses there.
+    with pytest.raises(data.DatasetMismatchError, match="cannot score a model of 'mnist'"):
+        reports.overview(train.model_from_state(shipped), shipped, SHIPPED, fashion)
 
 
 def test_the_data_follow_the_asked_dataset(monkeypatch, small):
