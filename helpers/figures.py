@@ -1,13 +1,11 @@
 """The notebook's figures, one function each: it computes what its figure shows and draws it.
 
-Each function is registered under its file name with ``@figure``; calling it saves the figure
-under figures/ (or $HW1_FIGURES) and returns the saved bytes for display, so the notebook shows
-exactly what figures/ holds. ``FIGURES`` (file name -> drawing function, returning the unsaved
-Figure) is the one list of them, which the tests make one by one. What the figures share (the
-registry, saving, image grids) is in ``helpers.plots``. Model calls that feed a figure run in
-float64 on the CPU, so every figure has the same bytes on every CPU and thread count.
-
-A new figure is one function here, plus the notebook's call.
+Each is registered under its file name with ``@figure``; calling it saves the figure under
+figures/ (or $HW1_FIGURES) and returns the saved bytes for display, so the notebook shows exactly
+what figures/ holds. ``FIGURES`` (file name -> drawing function, returning the unsaved Figure) is
+the one list of them, which the tests make one by one; what the figures share (the registry,
+saving, image grids) is in ``helpers.plots``. Model calls feeding a figure run in float64 on the
+CPU: the same bytes on every CPU and thread count. A new figure is one function here.
 """
 
 from __future__ import annotations
@@ -19,16 +17,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, MultipleLocator, NullLocator
 
-from helpers import analysis, flows
+from helpers import analysis, flows, plots
 from helpers.data import MNIST
 from helpers.made import MADE
-from helpers.plots import FIGURES, FONT_PT, figure, grid_figure, image_grid, row_tops, to_uint8
+from helpers.plots import FIGURES as FIGURES  # the registry, re-exported: name -> function
+from helpers.plots import FONT_PT, TICK_PT, figure
 from helpers.vae import LOSS_NAMES, VAE
 
-__all__ = ["FIGURES", "active_units", "flow_density", "interpolations", "latent_pca", "made",
-           "reconstructions", "samples", "seed_study", "training_curves"]
-
-TICK_PT = 8
 # The axis label of each loss term, with its unit: the reconstruction term is the assignment's
 # squared error summed over pixels, the KL is in nats, the -ELBO is their sum; all per image.
 LOSS_LABELS = {"-ELBO": "−ELBO\n(recon. + KL)", "reconstruction": "reconstruction\n(sq. error)",
@@ -143,18 +138,6 @@ def flow_density(flow: list, levels: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4
 
 # ----------------------------------------------------------------------------- question 4
 
-def _log_ticks(low: float, high: float) -> list[float]:
-    """Round values between ``low`` and ``high`` for a log axis: 1, 1.5, 2, 3, 5, 7 x 10^k,
-    thinned to 1, 2, 5 x 10^k where that would be more than six."""
-    for mantissas in ((1, 1.5, 2, 3, 5, 7), (1, 2, 5), (1,)):
-        ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(low))),
-                                              int(np.ceil(np.log10(high))) + 1)
-                 for m in mantissas if low <= m * 10.0 ** e <= high]
-        if len(ticks) <= 6:
-            return ticks
-    return ticks
-
-
 @figure("vae_training_curves.svg")
 def training_curves(history: dict, skip: float = 0.5) -> Figure:
     """Question 4(a): -ELBO, reconstruction and KL of the trained VAE, one row each on a shared
@@ -183,7 +166,7 @@ def training_curves(history: dict, skip: float = 0.5) -> Figure:
         if name != "KL":  # ~4x from mid-epoch 1 to the end: a log axis keeps both readable
             ax.set_yscale("log")
             low, high = ax.get_ylim()
-            ax.yaxis.set_major_locator(FixedLocator(_log_ticks(low, high)))
+            ax.yaxis.set_major_locator(FixedLocator(plots.log_ticks(low, high)))
             ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.yaxis.set_minor_locator(NullLocator())
         ax.grid(axis="y", color="0.9", lw=0.6)
@@ -202,22 +185,12 @@ def training_curves(history: dict, skip: float = 0.5) -> Figure:
     return fig
 
 
-def _grid(images: torch.Tensor, title: str, row_labels: list[str] = (), nrow: int = 10,
-          group: int = 1, group_gap: int = 0) -> Figure:
-    """Model images (N, 1, 32, 32) in [-1, 1] as a grid figure, ``row_labels`` left of rows."""
-    tiles = to_uint8(images)
-    grid = image_grid(tiles, nrow=nrow, group=group, group_gap=group_gap)
-    tops = row_tops(len(row_labels), tiles.shape[1], group, group_gap)
-    return grid_figure(grid, title, [(top + tiles.shape[1] / 2, label)
-                                     for top, label in zip(tops, row_labels, strict=True)])
-
-
 @figure("vae_samples.png")
 def samples(model: VAE, seed: int = 0) -> Figure:
     """100 decoder means for z ~ N(0, I), drawn after ``torch.manual_seed(seed)``."""
     torch.manual_seed(seed)
-    return _grid(model.sample(100),
-                 r"100 samples: decoder means $\mu_\phi(z)$, $z \sim N(0, I)$")
+    return plots.model_grid(model.sample(100),
+                            r"100 samples: decoder means $\mu_\phi(z)$, $z \sim N(0, I)$")
 
 
 @figure("vae_reconstructions.png")
@@ -227,16 +200,17 @@ def reconstructions(model: VAE, mnist: MNIST) -> Figure:
     x_real = mnist.test_x[:50]
     recon = model.reconstruct(x_real)
     rows = torch.stack([x_real.unflatten(0, (5, 10)), recon.unflatten(0, (5, 10))], dim=1)
-    return _grid(rows.flatten(0, 2), "Test images 0–49 and, below each row, "
-                 "their reconstructions", ["test", "recon."] * 5, group=2, group_gap=8)
+    return plots.model_grid(rows.flatten(0, 2), "Test images 0–49 and, below each row, their "
+                            "reconstructions", ["test", "recon."] * 5, group=2, group_gap=8)
 
 
 @figure("vae_interpolations.png")
 def interpolations(model: VAE, mnist: MNIST) -> Figure:
     """Ten decoded paths, from test image i to test image i + 10, ten steps each."""
     path = model.interpolate(mnist.test_x[:10], mnist.test_x[10:20], steps=10)
-    return _grid(path.flatten(0, 1), r"Decoded paths $\mu(x_i) \to \mu(x_{i+10})$ between "
-                 "test images, ten steps", [f"{i} → {i + 10}" for i in range(10)])
+    return plots.model_grid(path.flatten(0, 1), r"Decoded paths $\mu(x_i) \to \mu(x_{i+10})$"
+                            " between test images, ten steps",
+                            [f"{i} → {i + 10}" for i in range(10)])
 
 
 @figure("vae_active_units.svg")

@@ -5,7 +5,8 @@ lives here once: ``figure`` (the decorator that registers a drawing function in 
 makes calling it save and show its figure), ``save`` (SVG for plots, PNG for image grids, the
 same bytes on every call: no dates, no software names, a fixed SVG id salt), and image grids of
 (N, H, W, C) uint8 arrays, the convention of the course's helper code (CS294-158), drawn with
-whole output pixels per image pixel and no smoothing.
+whole output pixels per image pixel and no smoothing (``model_grid`` takes model images
+directly); and ``log_ticks``, round tick values for a log axis.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ CSS_PX_PER_IN = 96
 GRID_SCALE = 4  # output pixels per image pixel (each one a GRID_SCALE x GRID_SCALE block)
 GRID_DPI = 320  # so a 10 x 10 grid of 28 x 28 digits (302 px) prints 3.8 in wide
 GRID_PAD = 2  # image pixels between two images of a grid, as the course's make_grid
-FONT_PT = 9  # titles and labels; tick labels and legends 8 pt, the smallest print allows
+FONT_PT = 9  # titles and labels
+TICK_PT = 8  # tick labels, legends and notes: the smallest print allows
 
 FIGURES: dict[str, Callable[..., Figure]] = {}  # file name -> the function drawing that figure
 
@@ -173,3 +175,26 @@ def grid_figure(grid: np.ndarray, title: str, row_labels: Sequence[tuple[float, 
         label.set_position(((left + gutter - 0.04 * GRID_DPI) / full,
                             (height - row * scale) / (height + band)))
     return fig
+
+
+def model_grid(images: torch.Tensor, title: str, row_labels: Sequence[str] = (),
+               nrow: int = 10, group: int = 1, group_gap: int = 0) -> Figure:
+    """Model images (N, 1, 32, 32) in [-1, 1] as a grid figure (``image_grid``, then
+    ``grid_figure``), ``row_labels`` written left of the first rows."""
+    tiles = to_uint8(images)
+    grid = image_grid(tiles, nrow=nrow, group=group, group_gap=group_gap)
+    tops = row_tops(len(row_labels), tiles.shape[1], group, group_gap)
+    return grid_figure(grid, title, [(top + tiles.shape[1] / 2, label)
+                                     for top, label in zip(tops, row_labels, strict=True)])
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Round values between ``low`` and ``high`` for a log axis: 1, 1.5, 2, 3, 5, 7 x 10^k,
+    thinned to 1, 2, 5 x 10^k where that would be more than six."""
+    for mantissas in ((1, 1.5, 2, 3, 5, 7), (1, 2, 5), (1,)):
+        ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(low))),
+                                              int(np.ceil(np.log10(high))) + 1)
+                 for m in mantissas if low <= m * 10.0 ** e <= high]
+        if len(ticks) <= 6:
+            return ticks
+    return ticks
