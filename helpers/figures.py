@@ -1,177 +1,257 @@
-"""The notebook's figures: how each is made, and how it is saved and shown.
+"""The notebook's figures, one function each: it computes what its figure shows and draws it.
 
-Each registered function draws one figure from what the notebook holds; calling it saves the
-figure under figures/ and returns the saved bytes for display, so the notebook shows exactly
-what figures/ holds. ``FIGURES`` (file name -> drawing function) is the one list of them, which
-the tests make one by one. Plots are saved as SVG (dense scatters rasterised inside), image grids
-as PNG at whole output pixels per image pixel; the same call writes the same bytes every time
-(no dates, no software names, a fixed SVG id salt).
+Each is registered under its file name with ``@figure``; calling it saves the figure under
+figures/ (or $HW1_FIGURES) and returns the saved bytes for display, so the notebook shows exactly
+what figures/ holds. ``FIGURES`` (file name -> drawing function, returning the unsaved Figure) is
+the one list of them, which the tests make one by one; what the figures share (the registry,
+saving, image grids) is in ``helpers.plots``. Model calls feeding a figure run in float64 on the
+CPU: the same bytes on every CPU and thread count. A new figure is one function here.
 """
 
 from __future__ import annotations
 
-import functools
-import io
-import os
-from collections.abc import Callable
-from pathlib import Path
-
 import matplotlib
+import numpy as np
 import torch
-from IPython.display import Image
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, MultipleLocator, NullLocator
 
 from helpers import analysis, flows, plots
-from helpers.data import MNIST, REPO_ROOT
+from helpers.data import MNIST
 from helpers.made import MADE
-from helpers.vae import VAE
+from helpers.plots import FIGURES as FIGURES  # the registry, re-exported: name -> function
+from helpers.plots import FONT_PT, TICK_PT, figure
+from helpers.vae import LOSS_NAMES, VAE
 
-# HW1_FIGURES lets the tests execute the notebook without touching the committed figures.
-FIGURE_DIR = Path(os.environ.get("HW1_FIGURES", REPO_ROOT / "figures"))
-SVG_RC = {"svg.hashsalt": "hw1", "svg.fonttype": "path"}  # fixed ids; text as outlines
-RASTER_DPI = 200  # rasterised parts of an SVG (dense scatters and curves)
-CSS_PX_PER_IN = 96
-
-
-class SVG:
-    """Saved SVG bytes, shown from the ``<svg`` tag on (the notebook's HTML takes no XML
-    prolog, and IPython's SVG would re-serialise the rest)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def _repr_svg_(self) -> str:
-        """The SVG element, byte for byte as saved."""
-        text = self.data.decode("utf-8")
-        return text[text.index("<svg"):]
-
-    def __repr__(self) -> str:
-        """A stand-in with no memory address, so a re-run stores the same notebook."""
-        return f"<SVG figure, {len(self.data):,} bytes>"
+# The axis label of each loss term, with its unit: the reconstruction term is the assignment's
+# squared error summed over pixels, the KL is in nats, the -ELBO is their sum; all per image.
+LOSS_LABELS = {"-ELBO": "−ELBO\n(recon. + KL)", "reconstruction": "reconstruction\n(sq. error)",
+               "KL": "KL\n(nats)"}
 
 
-def svg_bytes(fig: Figure) -> bytes:
-    """``fig`` as SVG, cropped to its contents; the same bytes on every call."""
-    buf = io.BytesIO()
-    with matplotlib.rc_context(SVG_RC):
-        fig.savefig(buf, format="svg", bbox_inches="tight", dpi=RASTER_DPI,
-                    metadata={"Date": None, "Creator": None})
-    return buf.getvalue()
+# ----------------------------------------------------------------------------- question 1
 
-
-def png_bytes(fig: Figure) -> bytes:
-    """``fig`` as PNG at its own dpi, uncropped (so image pixels stay on whole output pixels)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=fig.dpi, metadata={"Software": None})
-    return buf.getvalue()
-
-
-def save(fig: Figure, fname: str | Path | None) -> SVG | Image:
-    """Write ``fig`` to ``fname`` (relative: under figures/), PNG for an image grid and SVG
-    otherwise, and return those bytes for display; a PNG shows at its printed size."""
-    kind = "png" if is_grid(fig) else "svg"
-    if fname is not None and Path(fname).suffix != f".{kind}":
-        raise ValueError(f"{fname}: this figure is saved as {kind.upper()}; name it "
-                         f"{Path(fname).stem}.{kind}.")
-    data = png_bytes(fig) if kind == "png" else svg_bytes(fig)
-    if fname is not None:
-        path = FIGURE_DIR / fname  # an absolute fname stays as it is
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    if kind == "svg":
-        return SVG(data)
-    width_px = int.from_bytes(data[16:20], "big")  # the PNG header's width field
-    return Image(data=data, format="png", width=round(width_px * CSS_PX_PER_IN / fig.dpi))
-
-
-def is_grid(fig: Figure) -> bool:
-    """Whether ``fig`` is an image grid (drawn by ``plots.grid_figure``)."""
-    return bool(fig.images) and not fig.axes
-
-
-FIGURES: dict[str, Callable[..., Figure]] = {}
-
-
-def figure(fname: str) -> Callable[[Callable[..., Figure]], Callable[..., SVG | Image]]:
-    """Register a drawing function under ``fname``; calling it then saves and shows its figure."""
-    def register(draw: Callable[..., Figure]) -> Callable[..., SVG | Image]:
-        FIGURES[fname] = draw
-
-        @functools.wraps(draw)
-        def show(*args, **kwargs) -> SVG | Image:
-            return save(draw(*args, **kwargs), fname)
-        return show
-    return register
+def paths_into(made_model: MADE, output: int) -> list[set[tuple[int, int]]]:
+    """Per mask, the (target, source) unit pairs on some path into output unit ``output``."""
+    reach = {output}  # units of the current layer from which ``output`` can be reached
+    edges: list[set[tuple[int, int]]] = []
+    for mask in reversed(made_model.masks):
+        kept = {(int(t), int(s)) for t, s in zip(*np.nonzero(mask.numpy()), strict=True)
+                if t in reach}
+        edges.insert(0, kept)
+        reach = {s for _, s in kept}
+    return edges
 
 
 @figure("made.svg")
-def made(made_model: MADE) -> Figure:
-    """Question 1: the MADE's units, its masks, and the paths into output 3."""
-    return plots.made_figure(made_model)
+def made(made_model: MADE, output: int = 3) -> Figure:
+    """Question 1: MADE's units, each input and hidden one labelled with its degree and each
+    output with its index d; every connection a mask keeps (solid) or removes (faint, dashed),
+    and every path into output ``output`` bold: it starts only at x_1 .. x_{output-1}."""
+    layers = [d.tolist() for d in made_model.degrees] + [list(range(1, made_model.n + 1))]
+    hidden = len(made_model.degrees) - 1
+    names = (["input (degree d)"] + [f"hidden {i} (degree)" for i in range(1, hidden + 1)]
+             + ["output (index d)"])
+    masks = [f"$M^{{({j})}}$" for j in range(1, len(made_model.masks))] + [r"$M^{\mathrm{out}}$"]
+    width = max(len(layer) for layer in layers)
+    pos = [[((width - len(layer)) / 2 + k, len(layers) - 1 - j) for k in range(len(layer))]
+           for j, layer in enumerate(layers)]
+    fig = Figure(figsize=(6.4, 2.8), layout="constrained")
+    ax = fig.subplots()
+    bold = paths_into(made_model, output - 1)
+    styles = {"removed": dict(color="0.6", lw=0.7, ls=(0, (3, 3))),
+              "kept": dict(color="0.35", lw=0.9, ls="-"),
+              "bold": dict(color="black", lw=2.2, ls="-")}
+    for j, mask in enumerate(made_model.masks):
+        mask = mask.numpy()
+        for t in range(mask.shape[0]):
+            for s in range(mask.shape[1]):
+                kind = "bold" if (t, s) in bold[j] else "kept" if mask[t, s] else "removed"
+                (x0, y0), (x1, y1) = pos[j][s], pos[j + 1][t]
+                ax.plot([x0, x1], [y0, y1], zorder=2 if kind == "bold" else 1, **styles[kind])
+        ax.text(width - 0.35, len(layers) - 1.5 - j, f"mask {masks[j]}", ha="left",
+                va="center", fontsize=FONT_PT)
+    starts = {s for _, s in bold[0]}
+    for j, layer in enumerate(layers):
+        for k, m in enumerate(layer):
+            x, y = pos[j][k]
+            thick = (j == 0 and k in starts) or (j == len(layers) - 1 and m == output)
+            ax.scatter([x], [y], s=220, color="white", edgecolor="black", zorder=3,
+                       linewidths=2.2 if thick else 0.9)
+            ax.text(x, y, str(m), ha="center", va="center", fontsize=FONT_PT, zorder=4)
+            if j == 0:  # inputs: the variable each one is (input x_d has degree d)
+                ax.text(x, y + 0.2, f"$x_{m}$", ha="center", va="bottom", fontsize=FONT_PT)
+            if j == len(layers) - 1:  # outputs: the conditional each one parameterises
+                cond = f"$p(x_{m})$" if m == 1 else f"$p(x_{m} \\mid x_{{<{m}}})$"
+                ax.text(x, y - 0.2, cond, ha="center", va="top", fontsize=FONT_PT)
+        ax.text(-0.45, pos[j][0][1], names[j], ha="right", va="center", fontsize=FONT_PT)
+    handles = [Line2D([], [], **styles[k]) for k in ("kept", "removed", "bold")]
+    ax.legend(handles, ["kept by the mask (1)", "removed by the mask (0)",
+                        f"on a path into output {output}"],
+              loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=TICK_PT,
+              frameon=False, handlelength=2.5)
+    ax.set_title(f"MADE, n = {made_model.n}: a circle shows its unit's degree (an output's is "
+                 f"its index d).\nOutput {output} is reached only from "
+                 + ", ".join(f"$x_{d}$" for d in range(1, output)), fontsize=FONT_PT)
+    ax.set_xlim(-2.5, width + 0.55)
+    ax.set_ylim(-0.7, len(layers) - 0.6)
+    ax.axis("off")
+    return fig
 
+
+# ----------------------------------------------------------------------------- question 3
 
 @figure("flow_density.svg")
-def flow_density(flow: list) -> Figure:
-    """Question 3: 20,000 samples of the flow beside its density q_t on a 200 x 200 grid."""
+def flow_density(flow: list, levels: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4)) -> Figure:
+    """Question 3: 20,000 samples z_t of the flow, under contours of its density q_t from the
+    formula (on a 200 x 200 grid) at ``levels``, a factor 10 apart, so the tails show."""
     z0 = torch.randn(20_000, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    samples, _ = flows.push_forward(flow, z0)
+    points, _ = flows.push_forward(flow, z0)
     axis = torch.linspace(-4, 7, 200, dtype=torch.float64)
     gx, gy = torch.meshgrid(axis, axis, indexing="xy")
     density = flows.log_density(flow, torch.stack([gx.flatten(), gy.flatten()], 1)).exp()
-    return plots.flow_density_figure(
-        samples.numpy(), (gx.numpy(), gy.numpy(), density.view(200, 200).numpy()))
+    density = density.view(200, 200).numpy()
+    fig = Figure(figsize=(4.3, 3.1), layout="constrained")
+    ax = fig.subplots()
+    ax.scatter(points[:, 0], points[:, 1], s=0.3, color="0.45", alpha=0.35, linewidths=0,
+               rasterized=True)
+    levels = sorted(levels)  # colours from dark (the highest level) to orange: all on white
+    colours = matplotlib.colormaps["plasma"](np.linspace(0.75, 0, len(levels)))
+    lines = ax.contour(gx.numpy(), gy.numpy(), density, levels=levels, colors=colours,
+                       linewidths=1.1)
+    ax.set_title(f"{len(points):,} samples $z_t = g_3(g_2(g_1(z_0)))$ (grey), "
+                 f"$z_0 \\sim \\mathcal{{N}}(0, I)$,\nunder contours of $q_t(z_t)$ "
+                 "from the formula", fontsize=FONT_PT)
+    bar = fig.colorbar(lines, ax=ax, shrink=0.9)
+    bar.set_label(r"contour level of $q_t$ (log scale)", fontsize=FONT_PT)
+    bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    bar.ax.tick_params(labelsize=TICK_PT)
+    ax.set_xlabel(r"first coordinate of $z_t$", fontsize=FONT_PT)
+    ax.set_ylabel(r"second coordinate of $z_t$", fontsize=FONT_PT)
+    ax.set_aspect("equal")
+    ax.set_xlim(float(axis[0]), float(axis[-1]))
+    ax.set_ylim(float(axis[0]), float(axis[-1]))
+    ax.tick_params(labelsize=TICK_PT)
+    return fig
 
+
+# ----------------------------------------------------------------------------- question 4
 
 @figure("vae_training_curves.svg")
-def training_curves(history: dict) -> Figure:
-    """Question 4: train (per minibatch) and test (per epoch) curves of the trained VAE."""
-    return plots.training_curves_figure(history["train"].numpy(), history["test"].numpy(),
-                                        "VAE on MNIST: training curves")
+def training_curves(history: dict, skip: float = 0.5) -> Figure:
+    """Question 4(a): -ELBO, reconstruction and KL of the trained VAE, one row each on a shared
+    epoch axis: the train loss of every minibatch (the course's x = linspace(0, epochs,
+    iterations)) from ``skip`` epochs on, the mean of each epoch's minibatches at that epoch's
+    end, and the test loss after each epoch (x = 1 .. epochs; the value at initialisation, epoch
+    0, is ten times the rest and is written in the top row instead). Each row's y-range holds
+    everything drawn in it; -ELBO and reconstruction on log axes."""
+    train, test = np.asarray(history["train"]), np.asarray(history["test"])
+    epochs, steps = len(test) - 1, len(train)
+    x_train = np.linspace(0, epochs, steps)
+    first = round(skip * steps / epochs)  # the first minibatch drawn
+    means = np.array([part.mean(0) for part in np.array_split(train, epochs)])
+    ends = np.arange(1, epochs + 1)  # epoch k's mean and its test loss sit at x = k
+    fig = Figure(figsize=(6.9, 4.2), layout="constrained")
+    axes = fig.subplots(3, 1, sharex=True)
+    for i, (name, ax) in enumerate(zip(LOSS_NAMES, axes, strict=True)):
+        ax.plot(x_train[first:], train[first:, i], lw=0.4, color="#a9cbe8",
+                rasterized=True, label=f"train, each minibatch from step {first + 1} on")
+        ax.plot(ends, means[:, i], "s-", ms=3, lw=1.4, color="C0",
+                label="train, mean of each epoch, at its end")
+        ax.plot(ends, test[1:, i], "o-", ms=3, lw=1.2, color="C1",
+                label="test set, after each epoch")
+        ax.set_ylabel(LOSS_LABELS[name], fontsize=FONT_PT)
+        ax.margins(y=0.06)
+        if name != "KL":  # ~4x from mid-epoch 1 to the end: a log axis keeps both readable
+            ax.set_yscale("log")
+            low, high = ax.get_ylim()
+            ax.yaxis.set_major_locator(FixedLocator(plots.log_ticks(low, high)))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_locator(NullLocator())
+        ax.grid(axis="y", color="0.9", lw=0.6)
+        ax.tick_params(labelsize=TICK_PT, which="both")
+    start = test[0]
+    axes[0].text(0.99, 0.93, f"off the axes: epoch 0 (before training), test −ELBO {start[0]:.1f} "
+                 f"= reconstruction {start[1]:.1f} + KL {start[2]:.2f}",
+                 transform=axes[0].transAxes, ha="right", va="top", fontsize=TICK_PT)
+    axes[-1].set_xlabel("epoch", fontsize=FONT_PT)
+    axes[-1].xaxis.set_major_locator(MultipleLocator(1 if epochs <= 25 else 5))
+    axes[-1].set_xlim(0, epochs + 0.3)
+    legend = fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center",
+                        ncol=3, fontsize=TICK_PT, frameon=False, handlelength=1.8,
+                        columnspacing=1.2)
+    legend.get_lines()[0].set_linewidth(2)  # the band's colour, readable in the key
+    return fig
 
 
 @figure("vae_samples.png")
 def samples(model: VAE, seed: int = 0) -> Figure:
     """100 decoder means for z ~ N(0, I), drawn after ``torch.manual_seed(seed)``."""
     torch.manual_seed(seed)
-    return plots.samples_figure(plots.to_uint8(model.sample(100)),
-                                title=r"100 samples: decoder means $\mu_\phi(z)$, "
-                                      r"$z \sim N(0, I)$")
+    return plots.model_grid(model.sample(100),
+                            r"100 samples: decoder means $\mu_\phi(z)$, $z \sim N(0, I)$")
 
 
 @figure("vae_reconstructions.png")
 def reconstructions(model: VAE, mnist: MNIST) -> Figure:
-    """The first 50 test images, each followed by its reconstruction."""
+    """Test images 0-49, ten a row, each row of them followed by a row of their
+    reconstructions (decoder means at the encoder means); a gap after every such pair."""
     x_real = mnist.test_x[:50]
-    pairs = torch.stack([x_real, model.reconstruct(x_real)], dim=1).flatten(0, 1)
-    return plots.samples_figure(plots.to_uint8(pairs), title="Test images (odd columns), "
-                                                              "reconstructions (even columns)")
+    recon = model.reconstruct(x_real)
+    rows = torch.stack([x_real.unflatten(0, (5, 10)), recon.unflatten(0, (5, 10))], dim=1)
+    return plots.model_grid(rows.flatten(0, 2), "Test images 0–49 and, below each row, their "
+                            "reconstructions", ["test", "recon."] * 5, group=2, group_gap=8)
 
 
 @figure("vae_interpolations.png")
 def interpolations(model: VAE, mnist: MNIST) -> Figure:
     """Ten decoded paths, from test image i to test image i + 10, ten steps each."""
     path = model.interpolate(mnist.test_x[:10], mnist.test_x[10:20], steps=10)
-    return plots.samples_figure(plots.to_uint8(path.flatten(0, 1)),
-                                title=r"Decoded paths from $\mu(x_i)$ to $\mu(x_{i+10})$, "
-                                      r"$i = 0, \dots, 9$")
+    return plots.model_grid(path.flatten(0, 1), r"Decoded paths $\mu(x_i) \to \mu(x_{i+10})$"
+                            " between test images, ten steps",
+                            [f"{i} → {i + 10}" for i in range(10)])
 
 
 @figure("vae_active_units.svg")
-def active_units(mu_test: torch.Tensor, log_sigma_test: torch.Tensor) -> Figure:
-    """KL and activity per latent dimension of the test-set encodings."""
+def active_units(mu_test: torch.Tensor, log_sigma_test: torch.Tensor,
+                 threshold: float = 0.01) -> Figure:
+    """Mean KL per latent dimension of the test-set encodings, and the activity
+    Var_x(mu_u(x)) of each dimension against ``threshold``."""
     kl_per_dim, activity, _ = analysis.active_units(mu_test, log_sigma_test)
-    return plots.active_units_figure(kl_per_dim.numpy(), activity.numpy())
+    kl_per_dim, activity = kl_per_dim.numpy(), activity.numpy()
+    fig = Figure(figsize=(7, 2.1), layout="constrained")
+    axes = fig.subplots(1, 2)
+    dims = np.arange(1, len(kl_per_dim) + 1)
+    axes[0].bar(dims, kl_per_dim)
+    axes[0].set_title("mean KL per latent dimension (nats)", fontsize=FONT_PT)
+    axes[1].bar(dims, activity, color=["C0" if a > threshold else "C3" for a in activity])
+    axes[1].axhline(threshold, color="k", ls="--", lw=1)
+    axes[1].set_yscale("log")
+    axes[1].set_title(r"activity $\mathrm{Var}_x(\mu_u(x))$; active above the dashed line",
+                      fontsize=FONT_PT)
+    for ax in axes:
+        ax.set_xlabel("latent dimension u", fontsize=FONT_PT)
+        ax.set_xticks(dims)
+        ax.tick_params(labelsize=TICK_PT, which="both")
+    return fig
 
 
 @figure("vae_latent_pca.svg")
-def latent_pca(mu_test: torch.Tensor, mnist: MNIST) -> Figure:
-    """The test-set encoder means on their first two principal components, by digit."""
-    mu_2d, explained = analysis.pca_2d(mu_test)
-    return plots.latent_means_figure(mu_2d.numpy(), mnist.test_y.numpy(), explained.numpy())
-
-
-@figure("vae_seed_study.svg")
-def seed_study(recipes: dict[str, dict[int, dict]]) -> Figure:
-    """The plain and the warm-up recipe over seeds: early KL, test -ELBO after epochs 1-3."""
-    return plots.seed_study_figure({"plain": recipes["plain fp32"],
-                                    "warm-up, 200 steps": recipes["warmup200 fp32"]})
+def latent_pca(mu_test: torch.Tensor, mnist: MNIST, label_name: str = "digit") -> Figure:
+    """The test-set encoder means on their first two principal components, coloured by their
+    class (``label_name`` heads the legend); the axes say each component's variance share."""
+    mu_2d, explained = (t.numpy() for t in analysis.pca_2d(mu_test))
+    fig = Figure(figsize=(4.6, 2.8), layout="constrained")
+    ax = fig.subplots()
+    sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=mnist.test_y.numpy(), cmap="tab10", s=2,
+                    alpha=0.6, rasterized=True)
+    ax.legend(*sc.legend_elements(), title=label_name, fontsize=TICK_PT,
+              title_fontsize=FONT_PT, markerscale=1.5, loc="center left",
+              bbox_to_anchor=(1, 0.5))
+    ax.set_xlabel(f"component 1 ({explained[0]:.0%} of the variance)", fontsize=FONT_PT)
+    ax.set_ylabel(f"component 2 ({explained[1]:.0%} of the variance)", fontsize=FONT_PT)
+    ax.set_title(r"Test-set latent means $\mu(x)$, first two principal components",
+                 fontsize=FONT_PT)
+    ax.tick_params(labelsize=TICK_PT)
+    return fig

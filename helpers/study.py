@@ -1,9 +1,8 @@
 """The shipped training-stability and precision studies: short runs over several seeds.
 
-The histories ship in ``checkpoints/training-study.pt`` and the first Adam steps, measured, in
-``checkpoints/first-steps.pt``; the notebook plots and tabulates them without retraining.
-``python -m tools.study`` trains, collects and probes those runs, and prints the tables of
-docs/training-study.md.
+The histories ship in ``checkpoints/training-study.pt``; the notebook tabulates them without
+retraining. ``python -m tools.study`` trains and collects those runs, and prints the tables and
+draws the figure of docs/training-study.md.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from helpers import checkpoints
 from helpers.data import REPO_ROOT
 
 STUDY = REPO_ROOT / "checkpoints" / "training-study.pt"  # histories only, no weights
-PROBE = REPO_ROOT / "checkpoints" / "first-steps.pt"  # ``probe`` of seeds 0-7, plain recipe
 # The notebook's two recipes: its label -> the recipe's name in the history file.
 COMPARED = {"plain": "plain fp32", "warm-up, 200 steps": "warmup200 fp32"}
 
@@ -62,31 +60,3 @@ def seed_table(recipes: dict[str, dict[int, dict]], epochs: tuple[int, ...] = (1
 def epoch_header(epochs: Iterable[int]) -> str:
     """The header of a per-seed table with one 10-character column per epoch."""
     return "seed  " + "".join(f"{f'epoch {e}':>10}" for e in epochs)
-
-
-def signed(value: float | torch.Tensor, digits: int, width: int) -> str:
-    """``value`` with its sign, never as a negative zero ("-0.00")."""
-    return f"{round(float(value), digits) + 0.0:+{width}.{digits}f}"
-
-
-def load_probe(path: Path = PROBE) -> dict[str, dict[str, torch.Tensor]]:
-    """The shipped measurements of the first Adam steps (``python -m tools.study probe``)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def probe_line(probe: dict[str, torch.Tensor], step: int) -> str:
-    """One probed run at ``step``: its minibatch KL and the mean log sigma before it."""
-    return (f"plain seed 2, step {step}: minibatch KL {probe['KL'][step - 1]:,.1f} nats, "
-            f"mean log σ before it {probe['log_sigma_mean'][step - 1]:.2f}")
-
-
-def precision_line(runs: dict[int, dict], baseline: dict[int, dict], epoch: int) -> str:
-    """Test -ELBO of ``runs`` minus ``baseline`` per seed after ``epoch``, and the baseline's
-    spread over seeds (largest minus smallest)."""
-    seeds = sorted(set(runs) & set(baseline))
-    base = torch.stack([baseline[s]["test"][epoch, 0] for s in seeds])
-    diff = torch.stack([runs[s]["test"][epoch, 0] for s in seeds]) - base
-    return (f"bf16 - fp32, test -ELBO after epoch {epoch}, seeds {seeds[0]}-{seeds[-1]}: "
-            + ", ".join(signed(d, 2, 0) for d in diff)
-            + f"\nfp32 test -ELBO after epoch {epoch}, largest minus smallest over those seeds: "
-            f"{base.max() - base.min():.2f}")

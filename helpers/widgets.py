@@ -1,7 +1,7 @@
 """The latent-interpolation explorer: pick a pair of test images, slide along the latent line.
 
-Displayed in a notebook, the explorer carries a PNG of its current frame beside the live widget,
-so a PDF, an HTML export or a static viewer shows the frame where Jupyter shows the controls.
+Only the live widget: a PDF or a static view shows no frame of it (the notebook's static
+interpolation grid, ``figures.interpolations``, is the printed answer).
 """
 
 from __future__ import annotations
@@ -11,14 +11,10 @@ import io
 import ipywidgets as widgets
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from PIL import Image
 
-from helpers import figures, plots
 from helpers.plots import to_uint8
 from helpers.vae import VAE
-
-STRIP_SCALE = 6  # output pixels per image pixel of the static strip: 12 tiles print 7.2 in wide
 
 
 def tile_png(image: np.ndarray, scale: int = 6) -> bytes:
@@ -61,7 +57,6 @@ class InterpolationExplorer:
         """Decode the whole path for the chosen pair once; the slider then only picks a frame."""
         xa = self.test_x[self.a.value:self.a.value + 1]
         xb = self.test_x[self.b.value:self.b.value + 1]
-        self.xa, self.xb = xa, xb
         self.path = self.model.interpolate(xa, xb, steps=self.t.max + 1)[0]
         self.frames = [tile_png(img) for img in to_uint8(self.path)]
         self.ends.children[0].value = tile_png(to_uint8(xa)[0], scale=3)
@@ -74,28 +69,9 @@ class InterpolationExplorer:
         t = self.t.value / self.t.max
         self.label.value = f"z = {1 - t:.2f} * mu(x_a) + {t:.2f} * mu(x_b)"
 
-    def frame_png(self) -> bytes:
-        """The current state as one static PNG strip (see ``frame_figure``)."""
-        return figures.png_bytes(self.frame_figure())
-
-    def frame_figure(self) -> Figure:
-        """Image a, the decoded path, image b in one row; the current step framed in white."""
-        tiles = np.concatenate([to_uint8(x) for x in (self.xa, self.path, self.xb)])
-        grid = plots.image_grid(tiles, nrow=len(tiles))
-        pitch = tiles.shape[2] + 2  # make_grid puts 2 px of padding between tiles
-        box = grid[:, pitch * (1 + self.t.value):][:, :pitch + 2]  # the step's tile, padded
-        box[[0, 1, -2, -1]] = 255  # a white frame, drawn in the padding
-        box[:, [0, 1, -2, -1]] = 255
-        t = self.t.value / self.t.max
-        title = (f"image a (test #{self.a.value}), {self.t.max + 1} steps, image b (test "
-                 rf"#{self.b.value}); framed: step {self.t.value}, $z = {1 - t:.2f}\,\mu(x_a) "
-                 rf"+ {t:.2f}\,\mu(x_b)$")
-        return plots.grid_figure(grid, title, scale=STRIP_SCALE, fontsize=8)
-
     def _repr_mimebundle_(self, **kwargs) -> dict:
-        """The live widget for Jupyter, and the current frame as PNG for static views."""
-        bundle = self.box._repr_mimebundle_(**kwargs)
-        return {**bundle, "image/png": self.frame_png()}
+        """The live widget (its controls, ``.box``)."""
+        return self.box._repr_mimebundle_(**kwargs)
 
 
 def interpolation_widget(model: VAE, test_x: torch.Tensor, **kwargs) -> InterpolationExplorer:

@@ -17,7 +17,7 @@ import torch
 
 os.environ.setdefault("HW1_FIGURES", tempfile.mkdtemp(prefix="hw1-figure-bytes-"))
 
-from helpers import analysis, figures, reports, train  # noqa: E402
+from helpers import analysis, figures, plots, reports, train  # noqa: E402
 from helpers.data import DEFAULT_ROOT, load_mnist  # noqa: E402
 
 PCA_IMAGES = 500  # of the test set: the float64 encoder costs ~4 s per 1,000 images here
@@ -35,7 +35,7 @@ def digests() -> dict[str, str]:
     for name, draw in figures.FIGURES.items():
         if name.endswith(".png"):
             args = {p: state[p] for p in inspect.signature(draw).parameters if p in state}
-            out[name] = hashlib.sha256(figures.png_bytes(draw(**args))).hexdigest()
+            out[name] = hashlib.sha256(plots.png_bytes(draw(**args))).hexdigest()
     mu, log_sigma = analysis.latent_means(model, mnist.test_x[:PCA_IMAGES])
     mu_2d, explained = analysis.pca_2d(mu)
     for label, t in (("latent means", mu), ("log sigma", log_sigma), ("PCA", mu_2d),

@@ -1,7 +1,11 @@
 """Checks the tests make on every figure: no text overprints another, none is cut off, none is
-smaller than 8 pt. (Test utilities: the notebook never needs them.)"""
+smaller than 8 pt, and none is wider than the printed text width, which would shrink it in
+print. (Test utilities: the notebook never needs them.)"""
 
 from __future__ import annotations
+
+import importlib
+import importlib.util
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
@@ -9,9 +13,25 @@ from matplotlib.legend import Legend
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from helpers import figures
+from helpers import plots
 
 SMALLEST_PT = 8  # the smallest text that stays legible in print
+
+
+def _pdf_export():
+    """The PDF export's module: ``tools.pdf`` where it lives there, else ``helpers.pdf``."""
+    has_tools = importlib.util.find_spec("tools") is not None
+    if has_tools and importlib.util.find_spec("tools.pdf") is not None:
+        return importlib.import_module("tools.pdf")
+    return importlib.import_module("helpers.pdf")
+
+
+def text_width_in(paper: str | None = None) -> float:
+    """The printed text width in inches: ``paper``'s width less the export's two margins; with
+    no ``paper``, that of the narrowest paper the export offers (A4, 7.27 in)."""
+    pdf = _pdf_export()
+    widths = {name: size[0] - 2 * pdf.MARGIN_IN for name, size in pdf.PAPERS.items()}
+    return widths[paper] if paper is not None else min(widths.values())
 
 
 def _drawn_texts(fig: Figure) -> tuple[RendererAgg, list[tuple[Text | Legend, Bbox]]]:
@@ -52,7 +72,7 @@ def texts_cut_off(fig: Figure, slack: float = 0.5) -> list[str]:
     plot, saved cropped; the canvas for an image grid), or outside the clip box of a text drawn
     clipped (such as ``ax.text(..., clip_on=True)``)."""
     renderer, drawn = _drawn_texts(fig)
-    kept = (fig.bbox if figures.is_grid(fig)
+    kept = (fig.bbox if plots.is_grid(fig)
             else fig.get_tightbbox(renderer).padded(0.1).transformed(fig.dpi_scale_trans))
     cut = []
     for artist, box in drawn:

@@ -1,6 +1,7 @@
 """Every figure of the notebook, made through ``helpers.figures.FIGURES`` from the notebook's
 own inputs: byte-identical on every call (with one thread or two) and on every CPU setting,
-image grids pixel-exact, and no text overprinted, cut off or below 8 pt."""
+image grids pixel-exact, every figure within the narrowest paper's text width (so none is
+shrunk in print), and no text overprinted, cut off or below 8 pt."""
 
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from figure_checks import text_overlaps, texts_cut_off, texts_too_small
+from figure_checks import text_overlaps, text_width_in, texts_cut_off, texts_too_small
 from matplotlib.figure import Figure
 from PIL import Image
 
 from helpers import analysis, figures, flows, made, plots, reports, study, train
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE_WIDTH_IN = 7.5  # the printed text width (letter, half-inch margins)
+GRID_MIN_IN = 3.5  # an image grid's printed width at least
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +32,11 @@ def notebook_inputs(mnist) -> dict:
     """What the notebook holds when it makes its figures, under the notebook's names."""
     model, state, _ = reports.load_or_train(train.Config())
     mu_test, log_sigma_test = analysis.latent_means(model, mnist.test_x)
+    recipes = study.load_study()  # the notebook labels the two recipes it compares
+    runs = {"plain": recipes["plain fp32"], "warm-up, 200 steps": recipes["warmup200 fp32"]}
     return {"made_model": made.MADE(n=4, hidden=(5, 5)), "flow": flows.example_flow(),
             "model": model, "mnist": mnist, "history": state["history"], "mu_test": mu_test,
-            "log_sigma_test": log_sigma_test,
-            "recipes": study.load_study()}
+            "log_sigma_test": log_sigma_test, "runs": runs}
 
 
 def draw(name: str, inputs: dict) -> Figure:
@@ -54,7 +56,7 @@ def made_twice(tmp_path_factory, notebook_inputs) -> dict[int, tuple[dict, dict[
             torch.set_num_threads(n)
             out = tmp_path_factory.mktemp(f"threads{n}")
             figs = {name: draw(name, notebook_inputs) for name in figures.FIGURES}
-            shown = {name: figures.save(fig, out / name) for name, fig in figs.items()}
+            shown = {name: plots.save(fig, out / name) for name, fig in figs.items()}
             made_with[n] = figs, {name: (out / name).read_bytes() for name in figs}, shown
     finally:
         torch.set_num_threads(threads)
@@ -95,38 +97,74 @@ def test_dense_scatters_are_rasterised_inside_their_svg(made_twice):
     assert max(sizes.values()) < 1_000_000, sizes
 
 
-def test_every_figure_fits_the_page_and_the_made_diagram_is_compact(made_twice):
-    too_wide = {}
-    for name, data in made_twice[2][1].items():
-        if name.endswith(".svg"):
-            svg = data.decode()
-            width_pt = float(svg.split('width="', 1)[1].split("pt", 1)[0])
-            height_pt = float(svg.split('height="', 1)[1].split("pt", 1)[0])
-            size_in = width_pt / 72, height_pt / 72
-        else:
-            image = Image.open(io.BytesIO(data))
-            size_in = image.width / image.info["dpi"][0], image.height / image.info["dpi"][1]
-        if size_in[0] > PAGE_WIDTH_IN:
-            too_wide[name] = size_in
-        if name == "made.svg":
-            assert size_in[0] <= 7.0 and size_in[1] <= 3.5, size_in
-    assert too_wide == {}
+def printed_size_in(data: bytes) -> tuple[float, float]:
+    """The size a saved figure prints at, in inches: an SVG's own size in pt, a PNG's pixels
+    over its dpi (the notebook shows it at that width)."""
+    if data.startswith(b"<?xml"):
+        svg = data.decode()
+        width_pt = float(svg.split('width="', 1)[1].split("pt", 1)[0])
+        height_pt = float(svg.split('height="', 1)[1].split("pt", 1)[0])
+        return width_pt / 72, height_pt / 72
+    image = Image.open(io.BytesIO(data))
+    return image.width / image.info["dpi"][0], image.height / image.info["dpi"][1]
 
 
-def _grid_blocks(png: bytes, grid_shape: tuple[int, int], k: int) -> np.ndarray:
-    """The grid region of a saved grid PNG (bottom, centred), as (rows, k, cols, k, RGB)."""
+def wider_than_the_text(saved: dict[str, bytes], paper: str | None = None) -> dict:
+    """The figures wider than ``paper``'s text width (default: the narrowest paper's), which
+    print shrunk, their 8 pt text with them: name -> printed size in inches."""
+    sizes = {name: printed_size_in(data) for name, data in saved.items()}
+    return {name: size for name, size in sizes.items() if size[0] > text_width_in(paper)}
+
+
+def test_every_figure_fits_the_narrowest_papers_text_width(made_twice):
+    assert text_width_in() < text_width_in("letter")  # A4 is the narrower
+    assert wider_than_the_text(made_twice[2][1]) == {}
+
+
+def test_the_width_check_sees_a_figure_wider_than_the_text(tmp_path):
+    fig = Figure(figsize=(text_width_in() - 0.1, 1))  # saved with 0.1 in of padding a side
+    ax = fig.add_axes((0, 0, 1, 1))  # the whole figure: nothing is cropped off when saved
+    ax.set_xticks([])
+    ax.set_yticks([])
+    plots.save(fig, tmp_path / "wide.svg")
+    saved = {"wide.svg": (tmp_path / "wide.svg").read_bytes()}
+    assert list(wider_than_the_text(saved)) == ["wide.svg"]
+    assert wider_than_the_text(saved, "letter") == {}  # 7.37 in: it fits Letter's 7.5 in
+
+
+def test_every_image_grid_prints_at_least_3_5_in_wide_and_plots_stay_compact(made_twice):
+    sizes = {name: printed_size_in(data) for name, data in made_twice[2][1].items()}
+    grids = {name: size for name, size in sizes.items() if name.endswith(".png")}
+    assert len(grids) == 3 and all(w >= GRID_MIN_IN for w, _ in grids.values()), grids
+    for name, fig in made_twice[2][0].items():  # the images themselves, labels aside
+        if name in grids:
+            assert fig.images[0].get_array().shape[1] / fig.dpi >= GRID_MIN_IN, name
+    made_w, made_h = sizes["made.svg"]
+    assert made_h <= 3.0, sizes["made.svg"]
+    curves_w, curves_h = sizes["vae_training_curves.svg"]
+    assert curves_w <= 7.1 and 3.8 <= curves_h <= 4.5, sizes["vae_training_curves.svg"]
+
+
+def _grid_region(png: bytes, fig: Figure) -> np.ndarray:
+    """The enlarged grid's pixels in a saved grid PNG (pasted at the bottom, at its offset)."""
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    rows, cols = grid_shape
-    left = (pixels.shape[1] - cols * k) // 2
-    region = pixels[-rows * k:, left:left + cols * k]
-    return region.reshape(rows, k, cols, k, 3)
+    height, width = fig.images[0].get_array().shape[:2]
+    left = fig.images[0].ox
+    return pixels[-height:, left:left + width]
+
+
+def _blocks(region: np.ndarray, k: int) -> np.ndarray:
+    """An enlarged grid as (rows, k, cols, k, RGB): each image pixel one k x k block."""
+    return region.reshape(region.shape[0] // k, k, region.shape[1] // k, k, 3)
 
 
 def test_every_grid_pixel_is_an_exact_block_of_grey(made_twice):
-    grid_shape = (10 * 30 + 2, 10 * 30 + 2)  # ten rows of ten 28 x 28 digits, 2 px apart
-    for name, data in made_twice[2][1].items():
+    figs, saved = made_twice[2][0], made_twice[2][1]
+    for name, data in saved.items():
         if name.endswith(".png"):
-            blocks = _grid_blocks(data, grid_shape, plots.GRID_SCALE)
+            region = _grid_region(data, figs[name])
+            assert np.array_equal(region, figs[name].images[0].get_array()), name
+            blocks = _blocks(region, plots.GRID_SCALE)
             corner = blocks[:, :1, :, :1]
             assert (blocks == corner).all(), f"{name}: a {plots.GRID_SCALE}-px block is not uniform"
             assert (corner == corner[..., :1]).all(), f"{name}: a pixel is not grey"
@@ -134,10 +172,11 @@ def test_every_grid_pixel_is_an_exact_block_of_grey(made_twice):
 
 def test_a_saved_grid_holds_the_images_pixel_for_pixel(mnist, tmp_path):
     images = plots.to_uint8(mnist.test_x[:12])  # real digits: every grey level they use
-    figures.save(plots.samples_figure(images, nrow=4, title="twelve test digits"),
-                 tmp_path / "digits.png")
-    blocks = _grid_blocks((tmp_path / "digits.png").read_bytes(), (3 * 30 + 2, 4 * 30 + 2),
-                          plots.GRID_SCALE)
+    fig = plots.grid_figure(plots.image_grid(images, nrow=4), title="twelve test digits")
+    plots.save(fig, tmp_path / "digits.png")
+    region = _grid_region((tmp_path / "digits.png").read_bytes(), fig)
+    assert region.shape[:2] == ((3 * 30 + 2) * plots.GRID_SCALE, (4 * 30 + 2) * plots.GRID_SCALE)
+    blocks = _blocks(region, plots.GRID_SCALE)
     shown = blocks[:, 0, :, 0, 0]
     assert (blocks == blocks[:, :1, :, :1]).all()
     for n, image in enumerate(images):
@@ -146,12 +185,61 @@ def test_a_saved_grid_holds_the_images_pixel_for_pixel(mnist, tmp_path):
         assert np.array_equal(tile, image[..., 0]), n
 
 
+def test_the_pairs_figure_shows_test_rows_over_their_reconstructions(made_twice,
+                                                                     notebook_inputs):
+    fig = made_twice[2][0]["vae_reconstructions.png"]
+    grid = fig.images[0].get_array()[::plots.GRID_SCALE, ::plots.GRID_SCALE, 0]
+    x = notebook_inputs["mnist"].test_x[:50]
+    real = plots.to_uint8(x)[..., 0]
+    recon = plots.to_uint8(notebook_inputs["model"].reconstruct(x))[..., 0]
+    tops = plots.row_tops(10, 28, group=2, group_gap=8)
+    for n in range(50):
+        pair, col = divmod(n, 10)
+        left = 2 + 30 * col
+        assert np.array_equal(grid[tops[2 * pair]:tops[2 * pair] + 28, left:left + 28], real[n])
+        assert np.array_equal(grid[tops[2 * pair + 1]:tops[2 * pair + 1] + 28, left:left + 28],
+                              recon[n])
+    for pair in range(1, 5):  # a white band between two pairs of rows, none inside a pair
+        assert (grid[tops[2 * pair - 1] + 30:tops[2 * pair] - 2] == 255).all()
+        assert grid[tops[2 * pair - 1] + 30:tops[2 * pair] - 2].shape[0] == 6
+    labels = [t.get_text() for t in fig.texts]
+    assert labels.count("test") == 5 and labels.count("recon.") == 5
+
+
+def test_the_training_curves_draw_every_line_inside_its_axes(made_twice, notebook_inputs):
+    fig = made_twice[2][0]["vae_training_curves.svg"]
+    history = notebook_inputs["history"]
+    assert len(fig.axes) == 3
+    for ax, name in zip(fig.axes, ("-ELBO", "reconstruction", "KL"), strict=True):
+        low, high = ax.get_ylim()
+        left, right = ax.get_xlim()
+        lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
+        assert len(lines) == 3, name  # minibatches, epoch means, test
+        for line in lines:
+            x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+            assert low < y.min() and y.max() < high, (name, line.get_label())
+            assert left <= x.min() and x.max() <= right, (name, line.get_label())
+        means, test = lines[1], lines[2]
+        epochs = len(history["test"]) - 1
+        assert list(means.get_xdata()) == list(test.get_xdata()) == list(range(1, epochs + 1))
+        assert ax.get_ylabel().strip(), name  # with its unit
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[0].startswith("train, each minibatch from step ") and "at its end" in labels[1]
+
+
+def test_no_figure_names_the_dataset(made_twice):
+    named = {name: [t.get_text() for t in fig.findobj(plt.Text) if "MNIST" in t.get_text()]
+             for name, fig in made_twice[2][0].items()}
+    assert {name: texts for name, texts in named.items() if texts} == {}
+
+
 def test_a_figure_saved_under_the_wrong_kind_of_name_is_refused(tmp_path, mnist):
+    grid = plots.image_grid(plots.to_uint8(mnist.test_x[:4]), nrow=2)
     with pytest.raises(ValueError, match=r"saved as PNG; name it digits\.png"):
-        figures.save(plots.samples_figure(plots.to_uint8(mnist.test_x[:4]), nrow=2),
-                     tmp_path / "digits.svg")
+        plots.save(plots.grid_figure(grid, "four digits"), tmp_path / "digits.svg")
     with pytest.raises(ValueError, match=r"saved as SVG; name it made\.svg"):
-        figures.save(plots.made_figure(made.MADE(n=4, hidden=(5, 5))), tmp_path / "made.png")
+        plots.save(figures.FIGURES["made.svg"](made.MADE(n=4, hidden=(5, 5))),
+                   tmp_path / "made.png")
 
 
 def test_no_text_overprints_another_in_any_figure(made_twice):
@@ -173,11 +261,13 @@ def test_the_made_diagram_labels_its_three_masks(made_twice):
     texts = [t.get_text() for t in made_twice[2][0]["made.svg"].findobj(plt.Text)]
     assert [t for t in texts if t.startswith("mask ")] == [
         "mask $M^{(1)}$", "mask $M^{(2)}$", r"mask $M^{\mathrm{out}}$"]
+    assert "output (index d)" in texts and "input (degree d)" in texts
+    assert any("degree" in t and "index d" in t for t in texts)  # the title says both
 
 
 def test_the_bold_paths_reach_output_3_only_from_x1_and_x2():
     made_model = made.MADE(n=4, hidden=(5, 5))
-    first_mask = plots.paths_into(made_model, output=2)[0]  # output 3 is unit index 2
+    first_mask = figures.paths_into(made_model, output=2)[0]  # output 3 is unit index 2
     assert {source for _, source in first_mask} == {0, 1}  # inputs x_1 and x_2
     reach = made_model.masks[2] @ made_model.masks[1] @ made_model.masks[0]
     assert set(reach[2].nonzero().flatten().tolist()) == {0, 1}
@@ -255,6 +345,6 @@ def test_the_size_check_sees_a_small_tick_label():
 
 
 def test_a_saved_svg_shows_as_the_same_text_every_time(tmp_path):
-    fig = plots.made_figure(made.MADE(n=4, hidden=(5, 5)))
-    first, second = figures.save(fig, tmp_path / "a.svg"), figures.save(fig, tmp_path / "b.svg")
+    fig = figures.FIGURES["made.svg"](made.MADE(n=4, hidden=(5, 5)))
+    first, second = plots.save(fig, tmp_path / "a.svg"), plots.save(fig, tmp_path / "b.svg")
     assert repr(first) == repr(second) and "0x" not in repr(first)  # no address in the notebook

@@ -85,3 +85,13 @@ def test_the_probe_takes_the_training_loops_own_steps(small, tmp_path):
     assert probed["lr"].tolist() == pytest.approx([train.learning_rate(config, s)
                                                    for s in range(len(rows))])
     assert (probed["head_update"] > 0).all() and (probed["head_grad"] > 0).all()
+
+
+def test_the_docs_seed_figure_is_current_and_legible(tmp_path):
+    from figure_checks import text_overlaps, texts_cut_off, texts_too_small
+
+    fig = tool.seed_figure(study.compared(study.load_study()))
+    assert not text_overlaps(fig) and not texts_cut_off(fig) and not texts_too_small(fig)
+    tool.main(["figure", "--out", str(tmp_path / "seed-study.svg")])
+    assert (tmp_path / "seed-study.svg").read_bytes() == tool.SEED_FIGURE.read_bytes(), (
+        "docs/seed-study.svg is stale: python -m tools.study figure")

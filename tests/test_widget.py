@@ -11,10 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from figure_checks import text_overlaps, texts_cut_off, texts_too_small
 from PIL import Image
 
-from helpers import plots, widgets
 from helpers.vae import VAE
 from helpers.widgets import InterpolationExplorer, interpolation_widget
 from tools.widget_ids import VIEW, stable_widget_ids
@@ -63,38 +61,10 @@ def test_widget_box_holds_the_controls(mnist):
     assert {"HBox", "IntSlider", "Image", "Label"} <= kinds
 
 
-def test_display_carries_the_live_widget_and_a_static_frame(explorer):
-    explorer.t.value = 3
+def test_display_is_the_live_widget_alone(explorer):
     bundle = explorer._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.box.model_id
-    frame = Image.open(io.BytesIO(bundle["image/png"]))
-    assert frame.width > 3 * 84  # the two end images and the decoded frame side by side
-    explorer.t.value = 7  # the static frame follows the widget's state
-    assert explorer._repr_mimebundle_()["image/png"] != bundle["image/png"]
-
-
-def test_the_static_frame_has_no_overprinted_cut_or_small_text(explorer):
-    explorer.t.value = 4
-    fig = explorer.frame_figure()
-    assert text_overlaps(fig) == [] and texts_cut_off(fig) == [] and texts_too_small(fig) == []
-
-
-def test_the_static_frame_is_a_strip_of_exact_pixel_blocks(explorer):
-    explorer.t.value = 4
-    frame = Image.open(io.BytesIO(explorer.frame_png()))
-    width_in, height_in = (n / dpi for n, dpi in zip(frame.size, frame.info["dpi"], strict=True))
-    assert width_in <= 7.5 and height_in <= 1.2, (width_in, height_in)
-    k = widgets.STRIP_SCALE
-    rows, cols = 32, 12 * 30 + 2  # one row: image a, the ten steps, image b
-    pixels = np.asarray(frame.convert("L"))
-    left = (pixels.shape[1] - cols * k) // 2
-    blocks = pixels[-rows * k:, left:left + cols * k].reshape(rows, k, cols, k)
-    assert (blocks == blocks[:, :1, :, :1]).all()
-    step = blocks[2:30, 0, 2 + 30 * 5:30 * 6, 0]  # tile 5 is step 4
-    assert np.array_equal(step, plots.to_uint8(explorer.path[4:5])[0, ..., 0])
-    assert (blocks[0, 0, 30 * 5:30 * 6 + 2, 0] == 255).all()  # the current step is framed
-    texts = [t.get_text() for t in explorer.frame_figure().texts]
-    assert not any("slider" in t or "move" in t for t in texts)  # no instructions in print
+    assert "image/png" not in bundle  # no static strip: the PDF shows the interpolation grid
 
 
 def test_a_path_of_one_step_is_refused(mnist):

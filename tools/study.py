@@ -4,6 +4,7 @@
     python -m tools.study collect checkpoints/training-study.pt runs/study/*.pt
     python -m tools.study probe --seeds 0 1 2 --steps 50     # the first Adam steps, measured
     python -m tools.study tables       # every table of docs/training-study.md, from the files
+    python -m tools.study figure       # its figure, docs/seed-study.svg
 
 Each run trains with ``helpers.train.train`` into ``runs/study/<name>-<precision>-s<seed>.pt``
 (resumable: start the same command again after an interruption). ``collect`` keeps only the
@@ -16,15 +17,32 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+import matplotlib
+import numpy as np
 import torch
+from matplotlib.figure import Figure
 
-from helpers import checkpoints, train
+from helpers import checkpoints, plots, train
 from helpers.data import MNIST, REPO_ROOT, load_data
 from helpers.devices import PRECISIONS, pick_precision
-from helpers.study import epoch_header, load_probe, load_study, seed_table, signed
+from helpers.figures import LOSS_LABELS
+from helpers.plots import FONT_PT, TICK_PT
+from helpers.study import compared, epoch_header, load_study, seed_table
 from helpers.vae import VAE
 
 STUDY_DIR = REPO_ROOT / "runs" / "study"
+PROBE = REPO_ROOT / "checkpoints" / "first-steps.pt"  # ``probe`` of seeds 0-7, plain recipe
+SEED_FIGURE = REPO_ROOT / "docs" / "seed-study.svg"
+
+
+def signed(value: float | torch.Tensor, digits: int, width: int) -> str:
+    """``value`` with its sign, never as a negative zero ("-0.00")."""
+    return f"{round(float(value), digits) + 0.0:+{width}.{digits}f}"
+
+
+def load_probe(path: Path = PROBE) -> dict[str, dict[str, torch.Tensor]]:
+    """The shipped measurements of the first Adam steps (``probe``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def run_path(name: str, config: train.Config) -> Path:
@@ -184,8 +202,50 @@ def tables() -> str:
     return "\n\n".join(f"## {title}\n{table}" for title, table in sections)
 
 
+def seed_figure(runs: dict[str, dict[int, dict]], steps: int = 100) -> Figure:
+    """Per seed of each labelled recipe (``{label: {seed: history}}``, labels as shown):
+    minibatch KL over the first ``steps`` Adam steps, and test -ELBO after epochs 1-3."""
+    fig = Figure(figsize=(7, 2.9), layout="constrained")
+    axes = fig.subplots(2, 1)
+    colours = matplotlib.colormaps["tab10"](np.arange(len(runs)))
+    width = 0.8 / len(runs)
+    # A stalled seed's first epoch would squash the rest: the axis stops at 1.2 x the median
+    # after epoch 1, and values above it are marked on the top edge with their value.
+    firsts = [float(h["test"][1, 0]) for recipe in runs.values() for h in recipe.values()]
+    top = 1.2 * float(np.median(firsts))
+    for r, ((label, recipe), colour) in enumerate(zip(runs.items(), colours, strict=True)):
+        for n, (seed, history) in enumerate(sorted(recipe.items())):
+            kl = np.asarray(history["train"])[:steps, 2]
+            axes[0].plot(np.arange(1, len(kl) + 1), kl, color=colour, lw=0.8, alpha=0.8,
+                         label=label if n == 0 else None)
+            test = np.asarray(history["test"])[1:4, 0]
+            x = seed + (r - (len(runs) - 1) / 2) * width
+            axes[1].plot([x] * len(test), test, color=colour, lw=0.8)
+            for value, marker in zip(test, "os^", strict=False):
+                axes[1].scatter([x], [min(value, top)], color=colour, marker=marker, s=18,
+                                zorder=3, clip_on=False)
+                if value > top:
+                    axes[1].annotate(f"{value:.1f}", (x, top), xytext=(4, -10),
+                                     textcoords="offset points", fontsize=TICK_PT,
+                                     color=colour)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("Adam step", fontsize=FONT_PT)
+    axes[0].set_ylabel(LOSS_LABELS["KL"].replace("\n", " "), fontsize=FONT_PT)
+    axes[0].set_title(f"minibatch KL in the first {steps} steps, one line per seed",
+                      fontsize=FONT_PT)
+    axes[0].legend(fontsize=TICK_PT, loc="upper right")  # the early spikes are on the left
+    axes[1].set_xlabel("seed", fontsize=FONT_PT)
+    axes[1].set_ylabel(LOSS_LABELS["-ELBO"], fontsize=FONT_PT)
+    axes[1].set_title("test −ELBO after epoch 1 (●), 2 (■) and 3 (▲); a value above "
+                      "the axis is written beside its marker", fontsize=FONT_PT)
+    axes[1].set_ylim(top=top)
+    for ax in axes:
+        ax.tick_params(labelsize=TICK_PT, which="both")
+    return fig
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: ``run``, ``collect``, ``probe`` or ``tables``."""
+    """Command-line entry: ``run``, ``collect``, ``probe``, ``tables`` or ``figure``."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train one recipe over several seeds")
@@ -204,9 +264,14 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--precision", choices=PRECISIONS[:2], default="fp32")
     q.add_argument("--out", type=Path, required=True)
     sub.add_parser("tables", help="print the tables of docs/training-study.md")
+    f = sub.add_parser("figure", help="draw docs/seed-study.svg from the shipped histories")
+    f.add_argument("--out", type=Path, default=SEED_FIGURE)
     args = p.parse_args(argv)
     if args.cmd == "tables":
         return print(tables())
+    if args.cmd == "figure":
+        plots.save(seed_figure(compared(load_study())), args.out.resolve())
+        return print(f"wrote {args.out}")
     if args.cmd == "run":
         config = train.Config(epochs=args.epochs, warmup=args.warmup, precision=args.precision)
         run_seeds(args.name, config, args.seeds)
