@@ -152,7 +152,7 @@ def training_curves(history: dict, skip: float = 0.5) -> Figure:
     first = round(skip * steps / epochs)  # the first minibatch drawn
     means = np.array([part.mean(0) for part in np.array_split(train, epochs)])
     ends = np.arange(1, epochs + 1)  # epoch k's mean and its test loss sit at x = k
-    fig = Figure(figsize=(6.9, 4.2), layout="constrained")
+    fig = Figure(figsize=(6.9, 3.7), layout="constrained")
     axes = fig.subplots(3, 1, sharex=True)
     for i, (name, ax) in enumerate(zip(LOSS_NAMES, axes, strict=True)):
         ax.plot(x_train[first:], train[first:, i], lw=0.4, color="#a9cbe8",
@@ -200,8 +200,9 @@ def reconstructions(model: VAE, mnist: MNIST) -> Figure:
     x_real = mnist.test_x[:50]
     recon = model.reconstruct(x_real)
     rows = torch.stack([x_real.unflatten(0, (5, 10)), recon.unflatten(0, (5, 10))], dim=1)
-    return plots.model_grid(rows.flatten(0, 2), "Test images 0–49 and, below each row, their "
-                            "reconstructions", ["test", "recon."] * 5, group=2, group_gap=8)
+    # No row labels: the figure prints beside the samples, and two grids fill the text width.
+    return plots.model_grid(rows.flatten(0, 2), "Test images 0–49 (rows 1, 3, 5, 7, 9),\n"
+                            "each row's reconstructions below it", group=2, group_gap=8)
 
 
 @figure("vae_interpolations.png")

@@ -33,7 +33,8 @@ SVG_RC = {"svg.hashsalt": "hw1", "svg.fonttype": "path"}  # fixed ids; text as o
 RASTER_DPI = 200  # rasterised parts of an SVG (dense scatters and curves)
 CSS_PX_PER_IN = 96
 GRID_SCALE = 4  # output pixels per image pixel (each one a GRID_SCALE x GRID_SCALE block)
-GRID_DPI = 320  # so a 10 x 10 grid of 28 x 28 digits (302 px) prints 3.8 in wide
+GRID_DPI = 345  # so a 10 x 10 grid of 28 x 28 digits (302 px) prints 3.50 in wide: two side
+# by side fit the narrowest text width (A4's 7.27 in)
 GRID_PAD = 2  # image pixels between two images of a grid, as the course's make_grid
 FONT_PT = 9  # titles and labels
 TICK_PT = 8  # tick labels, legends and notes: the smallest print allows
