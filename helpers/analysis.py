@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from helpers.data import PAD, batches
+from helpers.data import MNIST, PAD, batches
 from helpers.kl import gaussian_kl, gaussian_kl_terms
 from helpers.vae import IMAGE_SHAPE, LOSS_NAMES, VAE, P, exact_neg_elbo, float64_on_cpu, logvar
 
@@ -50,6 +50,18 @@ def test_draws(model: VAE, x: torch.Tensor, draws: int = 4,
             total = [t + v * xb.shape[0] for t, v in zip(total, batch.tolist(), strict=True)]
         rows.append([t / x.shape[0] for t in total])
     return torch.tensor(rows)
+
+
+def final_draws(model: VAE, data: MNIST, draws: int = 4, n_train: int = 10_000,
+                seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``test_draws`` of the whole test set (``draws`` of them) and one of the first ``n_train``
+    training images, from ``torch.manual_seed(seed)``; the global random stream is left as it
+    was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        test = test_draws(model, data.test_x, draws=draws)
+        train = test_draws(model, data.train_x[:n_train], draws=1)[0]
+    return test, train
 
 
 def final_table(final: dict[str, float], test: torch.Tensor, train: torch.Tensor) -> str:
@@ -166,17 +178,3 @@ def latent_summary(mu: torch.Tensor, log_sigma: torch.Tensor) -> str:
         f"KL per dimension: {kl_per_dim.min():.2f} to {kl_per_dim.max():.2f} nats",
         f"aggregate posterior variance per dimension (prior: 1): min {spread.min():.2f}, "
         f"median {spread.median():.2f}, max {spread.max():.2f}"])
-
-
-def class_means_table(mu: torch.Tensor, labels: torch.Tensor) -> str:
-    """Each digit's mean position on the first two principal components of ``mu``, and the
-    share of the variance each component explains."""
-    mu_2d, explained = pca_2d(mu)
-    means = [mu_2d[labels == d].mean(0) for d in range(10)]
-    rows = {"digit": [f"{d:>6}" for d in range(10)]}
-    rows.update({f"component {k + 1} ({explained[k]:.0%})": [f"{m[k]:+6.2f}" for m in means]
-                 for k in range(2)})
-    lines = ["class means on the first two principal components"]
-    lines += [f"{name:<17}" + "".join(cells) for name, cells in rows.items()]
-    return "\n".join(lines)
-

@@ -152,7 +152,7 @@ def training_curves(history: dict, skip: float = 0.5) -> Figure:
     first = round(skip * steps / epochs)  # the first minibatch drawn
     means = np.array([part.mean(0) for part in np.array_split(train, epochs)])
     ends = np.arange(1, epochs + 1)  # epoch k's mean and its test loss sit at x = k
-    fig = Figure(figsize=(6.9, 3.7), layout="constrained")
+    fig = Figure(figsize=(6.9, 3.3), layout="constrained")
     axes = fig.subplots(3, 1, sharex=True)
     for i, (name, ax) in enumerate(zip(LOSS_NAMES, axes, strict=True)):
         ax.plot(x_train[first:], train[first:, i], lw=0.4, color="#a9cbe8",
@@ -214,36 +214,12 @@ def interpolations(model: VAE, mnist: MNIST) -> Figure:
                             [f"{i} → {i + 10}" for i in range(10)])
 
 
-@figure("vae_active_units.svg")
-def active_units(mu_test: torch.Tensor, log_sigma_test: torch.Tensor,
-                 threshold: float = 0.01) -> Figure:
-    """Mean KL per latent dimension of the test-set encodings, and the activity
-    Var_x(mu_u(x)) of each dimension against ``threshold``."""
-    kl_per_dim, activity, _ = analysis.active_units(mu_test, log_sigma_test)
-    kl_per_dim, activity = kl_per_dim.numpy(), activity.numpy()
-    fig = Figure(figsize=(7, 2.1), layout="constrained")
-    axes = fig.subplots(1, 2)
-    dims = np.arange(1, len(kl_per_dim) + 1)
-    axes[0].bar(dims, kl_per_dim)
-    axes[0].set_title("mean KL per latent dimension (nats)", fontsize=FONT_PT)
-    axes[1].bar(dims, activity, color=["C0" if a > threshold else "C3" for a in activity])
-    axes[1].axhline(threshold, color="k", ls="--", lw=1)
-    axes[1].set_yscale("log")
-    axes[1].set_title(r"activity $\mathrm{Var}_x(\mu_u(x))$; active above the dashed line",
-                      fontsize=FONT_PT)
-    for ax in axes:
-        ax.set_xlabel("latent dimension u", fontsize=FONT_PT)
-        ax.set_xticks(dims)
-        ax.tick_params(labelsize=TICK_PT, which="both")
-    return fig
-
-
 @figure("vae_latent_pca.svg")
 def latent_pca(mu_test: torch.Tensor, mnist: MNIST, label_name: str = "digit") -> Figure:
     """The test-set encoder means on their first two principal components, coloured by their
     class (``label_name`` heads the legend); the axes say each component's variance share."""
     mu_2d, explained = (t.numpy() for t in analysis.pca_2d(mu_test))
-    fig = Figure(figsize=(4.6, 2.8), layout="constrained")
+    fig = Figure(figsize=(4.6, 2.3), layout="constrained")
     ax = fig.subplots()
     sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=mnist.test_y.numpy(), cmap="tab10", s=2,
                     alpha=0.6, rasterized=True)

@@ -74,25 +74,23 @@ def final_test(state: dict) -> dict[str, float]:
 
 def overview(model: VAE, state: dict, path: Path, data: MNIST,
              config: Config = Config()) -> str:
-    """The data's shapes, the model's layers, how its weights were trained, and, for a model
+    """The model's layers, how its weights were trained, and, for a model
     other than the shipped one, ``compare_with_shipped``. Images of another dataset than the
     model's are refused here, before anything is scored on them."""
     check_dataset(getattr(model, "dataset", None), data)
-    shapes = (f"data: train {tuple(data.train_x.shape)}, test {tuple(data.test_x.shape)}, "
-              f"values in [{data.train_x.min():.0f}, {data.train_x.max():.0f}]")
     nets = [f"{name}, {parameter_count(net):,} parameters:\n{layer_summary(net)}"
             for name, net in (("encoder", model.encoder), ("decoder", model.decoder))]
     comparison = compare_with_shipped(state, path, config)
-    return "\n".join([shapes, *nets, describe(state), *([comparison] if comparison else [])])
+    return "\n".join([*nets, describe(state), *([comparison] if comparison else [])])
 
 
 def describe(state: dict) -> str:
     """One line on how a checkpoint's weights were trained: config, arithmetic, time, machine."""
     config, meta = Config.from_stored(state["config"]), state["meta"]
-    arithmetic = {"bf16": "bfloat16 forward pass", "fp32": "float32"}[config.precision]
+    arithmetic = {"bf16": "bfloat16", "fp32": "float32"}[config.precision]
     warmup = f", {config.warmup}-step warm-up" if config.warmup else ""
     return (f"trained {meta['epochs_done']} epochs (seed {config.seed}{warmup}, {arithmetic}) "
-            f"in {meta['wall_seconds'] / 60:.1f} min on {meta['hardware']}")
+            f"in {meta['wall_seconds'] / 60:.1f} min ({meta['hardware']})")
 
 
 def compare_with_shipped(state: dict, path: Path, config: Config = Config()) -> str:

@@ -39,6 +39,9 @@ from helpers.vae import LATENT_DIM, SCALES, VAE, check_images, exact_neg_elbo, l
 EVAL_BATCH = 500
 DATASETS = tuple(datasets.LOADERS)  # those ``data.load_data`` has a loader for
 TAGGED = ("latent_dim", "batch_size", "lr", "epochs", "seed", "scale", "warmup")  # always named
+# Other fields are named unless they hold this value (else their default). Literal, not the
+# default: a changed default (say dataset="fashion-mnist") must rename the file it trains.
+UNNAMED = {"precision": "auto", "dataset": "mnist"}
 
 
 def _option(default: object, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -65,10 +68,12 @@ class Config:
     def tag(self) -> str:
         """A file-name-safe summary that differs whenever the config does, e.g.
         ``z16-b128-lr0.001-e20-s0-log_sigma-w200``: the fields of ``TAGGED`` always, every other
-        field only where it is not its default (``-precision-bf16``, ``-dataset-fashion-mnist``)."""
+        field only where it differs from ``UNNAMED`` (else from its default):
+        ``-precision-bf16``, ``-dataset-fashion-mnist``."""
         warmup = f"-w{self.warmup}" if self.warmup else ""
         rest = "".join(f"-{f.name}-{getattr(self, f.name)}" for f in dataclasses.fields(self)
-                       if f.name not in TAGGED and getattr(self, f.name) != f.default)
+                       if f.name not in TAGGED
+                       and getattr(self, f.name) != UNNAMED.get(f.name, f.default))
         return (f"z{self.latent_dim}-b{self.batch_size}-lr{self.lr!r}-e{self.epochs}"
                 f"-s{self.seed}-{self.scale}{warmup}{rest}")
 
@@ -80,9 +85,10 @@ class Config:
         absent = [name for name in names if name not in stored]
         if absent:
             values = " ".join(f"{name}=VALUE" for name in absent)
+            file = where if isinstance(where, Path) else "<file>"
             raise MismatchError(f"{where} records no {', '.join(absent)} (saved before the "
                                 "field existed).", "Retrain, or record the value its run used: "
-                                f"`python -m tools.restamp {where} {values}`.")
+                                f"`python -m tools.restamp {file} {values}`.")
         return cls(**{name: stored[name] for name in names})
 
     def flags(self) -> str:

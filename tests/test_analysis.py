@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -130,3 +131,14 @@ def test_final_table_sets_test_against_train_and_subtracts_them():
     assert f"{240 * 0.5 * math.log(2 * math.pi):.2f} the 240 padding pixels' constant" in lines[6]
 
 
+
+
+def test_final_draws_are_seeded_draws_that_leave_the_random_stream_alone(mnist):
+    model = VAE().eval()
+    small = dataclasses.replace(mnist, train_x=mnist.train_x[:40], test_x=mnist.test_x[:30])
+    before = torch.get_rng_state()
+    test, train_row = analysis.final_draws(model, small, draws=2, n_train=20, seed=3)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(3)  # the same draws, taken by hand in the same order
+    assert torch.equal(test, analysis.test_draws(model, small.test_x, draws=2))
+    assert torch.equal(train_row, analysis.test_draws(model, small.train_x[:20], draws=1)[0])

@@ -630,6 +630,15 @@ def test_a_checkpoints_file_name_differs_whenever_its_config_does():
     assert new.tag() != Config().tag() == ConfigWithDropout().tag()
 
 
+def test_a_changed_default_renames_the_file_it_trains():
+    @dataclasses.dataclass(frozen=True)
+    class FashionByDefault(Config):
+        dataset: str = "fashion-mnist"  # change (c): the default dataset changes
+
+    assert FashionByDefault().tag() == Config(dataset="fashion-mnist").tag() != Config().tag()
+    assert FashionByDefault().tag().endswith("-dataset-fashion-mnist")
+
+
 def test_scoring_or_training_a_model_on_another_dataset_is_refused(small):
     fashion = dataclasses.replace(small, dataset="fashion-mnist")
     model = train.build_model(Config())
