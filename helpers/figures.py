@@ -26,7 +26,7 @@ from helpers.vae import LOSS_NAMES, VAE
 
 # The axis label of each loss term, with its unit: the reconstruction term is the assignment's
 # squared error summed over pixels, the KL is in nats, the -ELBO is their sum; all per image.
-LOSS_LABELS = {"-ELBO": "−ELBO\n(recon. + KL)", "reconstruction": "reconstruction\n(sq. error)",
+LOSS_LABELS = {"-ELBO": "−ELBO\n(recon. + KL)", "reconstruction": "recon.\n(sq. error)",
                "KL": "KL\n(nats)"}
 
 
@@ -51,7 +51,7 @@ def made(made_model: MADE, output: int = 3) -> Figure:
     and every path into output ``output`` bold: it starts only at x_1 .. x_{output-1}."""
     layers = [d.tolist() for d in made_model.degrees] + [list(range(1, made_model.n + 1))]
     hidden = len(made_model.degrees) - 1
-    names = (["input (degree d)"] + [f"hidden {i} (degree)" for i in range(1, hidden + 1)]
+    names = (["input $x_j$ (degree $j$)"] + [f"hidden {i} (degree)" for i in range(1, hidden + 1)]
              + ["output (index d)"])
     masks = [f"$M^{{({j})}}$" for j in range(1, len(made_model.masks))] + [r"$M^{\mathrm{out}}$"]
     width = max(len(layer) for layer in layers)
@@ -91,8 +91,8 @@ def made(made_model: MADE, output: int = 3) -> Figure:
                         f"on a path into output {output}"],
               loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=TICK_PT,
               frameon=False, handlelength=2.5)
-    ax.set_title(f"MADE, n = {made_model.n}: a circle shows its unit's degree (an output's is "
-                 f"its index d).\nOutput {output} is reached only from "
+    ax.set_title(f"MADE, n = {made_model.n}: input and hidden circles show their unit's degree, "
+                 f"output circles their index d.\nOutput {output} is reached only from "
                  + ", ".join(f"$x_{d}$" for d in range(1, output)), fontsize=FONT_PT)
     ax.set_xlim(-2.5, width + 0.55)
     ax.set_ylim(-0.7, len(layers) - 0.6)
@@ -156,7 +156,8 @@ def training_curves(history: dict, skip: float = 0.5) -> Figure:
     axes = fig.subplots(3, 1, sharex=True)
     for i, (name, ax) in enumerate(zip(LOSS_NAMES, axes, strict=True)):
         ax.plot(x_train[first:], train[first:, i], lw=0.4, color="#a9cbe8",
-                rasterized=True, label=f"train, each minibatch from step {first + 1} on")
+                rasterized=True,
+                label=f"train, each minibatch from step {first + 1} (epoch {skip:g}) on")
         ax.plot(ends, means[:, i], "s-", ms=3, lw=1.4, color="C0",
                 label="train, mean of each epoch, at its end")
         ax.plot(ends, test[1:, i], "o-", ms=3, lw=1.2, color="C1",
@@ -166,7 +167,7 @@ def training_curves(history: dict, skip: float = 0.5) -> Figure:
         if name != "KL":  # ~4x from mid-epoch 1 to the end: a log axis keeps both readable
             ax.set_yscale("log")
             low, high = ax.get_ylim()
-            ax.yaxis.set_major_locator(FixedLocator(plots.log_ticks(low, high)))
+            ax.yaxis.set_major_locator(FixedLocator(plots.log_ticks(low, high, most=4)))
             ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.yaxis.set_minor_locator(NullLocator())
         ax.grid(axis="y", color="0.9", lw=0.6)
