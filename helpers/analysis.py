@@ -74,9 +74,9 @@ def final_table(final: dict[str, float], test: torch.Tensor, train: torch.Tensor
     drawn, trained = with_exact(test.mean(0)), with_exact(train)
     columns = {f"test, {len(test)} draws": drawn, "train 10k, 1 draw": trained,
                "test - train": [a - b for a, b in zip(drawn, trained, strict=True)]}
-    lines = [f"{'':<19}" + "".join(f"{c:>15}" for c in columns)]
+    lines = [f"{'':<19}" + "".join(f"{c:>19}" for c in columns)]
     for i, name in enumerate((*LOSS_NAMES, "exact -ELBO (nats)")):
-        lines.append(f"{name:<19}" + "".join(f"{v[i]:15.2f}" for v in columns.values()))
+        lines.append(f"{name:<19}" + "".join(f"{v[i]:19.2f}" for v in columns.values()))
     pad_pixels = P - (IMAGE_SHAPE[1] - 2 * PAD) * (IMAGE_SHAPE[2] - 2 * PAD)
     lines += ["(test - train is taken before rounding)",
               f"test -ELBO of the {len(test)} draws: {test[:, 0].min():.2f} to "
