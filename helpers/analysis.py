@@ -78,8 +78,7 @@ def final_table(final: dict[str, float], test: torch.Tensor, train: torch.Tensor
     for i, name in enumerate((*LOSS_NAMES, "exact -ELBO (nats)")):
         lines.append(f"{name:<19}" + "".join(f"{v[i]:19.2f}" for v in columns.values()))
     pad_pixels = P - (IMAGE_SHAPE[1] - 2 * PAD) * (IMAGE_SHAPE[2] - 2 * PAD)
-    lines += ["(test - train is taken before rounding)",
-              f"test -ELBO of the {len(test)} draws: {test[:, 0].min():.2f} to "
+    lines += [f"test -ELBO of the {len(test)} draws: {test[:, 0].min():.2f} to "
               f"{test[:, 0].max():.2f}",
               f"final exact -ELBO {final['exact -ELBO (nats)']:.2f} nats, of which "
               f"{pad_pixels * 0.5 * math.log(2 * math.pi):.2f} the {pad_pixels} padding "

@@ -157,7 +157,7 @@ def training_curves(history: dict, skip: float = 0.5) -> Figure:
     for i, (name, ax) in enumerate(zip(LOSS_NAMES, axes, strict=True)):
         ax.plot(x_train[first:], train[first:, i], lw=0.4, color="#a9cbe8",
                 rasterized=True,
-                label=f"train, each minibatch from step {first + 1} (epoch {skip:g}) on")
+                label=f"train, minibatches from epoch {skip:g}")
         ax.plot(ends, means[:, i], "s-", ms=3, lw=1.4, color="C0",
                 label="train, mean of each epoch, at its end")
         ax.plot(ends, test[1:, i], "o-", ms=3, lw=1.2, color="C1",
@@ -170,6 +170,8 @@ def training_curves(history: dict, skip: float = 0.5) -> Figure:
             ax.yaxis.set_major_locator(FixedLocator(plots.log_ticks(low, high, most=4)))
             ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.yaxis.set_minor_locator(NullLocator())
+            ax.text(0.005, 0.06, "log scale", transform=ax.transAxes, fontsize=TICK_PT,
+                    color="0.35")
         ax.grid(axis="y", color="0.9", lw=0.6)
         ax.tick_params(labelsize=TICK_PT, which="both")
     start = test[0]

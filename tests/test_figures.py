@@ -261,7 +261,7 @@ def test_the_made_diagram_labels_its_three_masks(made_twice):
     texts = [t.get_text() for t in made_twice[2][0]["made.svg"].findobj(plt.Text)]
     assert [t for t in texts if t.startswith("mask ")] == [
         "mask $M^{(1)}$", "mask $M^{(2)}$", r"mask $M^{\mathrm{out}}$"]
-    assert "output (index d)" in texts and "input (degree d)" in texts
+    assert "output (index d)" in texts and "input $x_j$ (degree $j$)" in texts
     assert any("degree" in t and "index d" in t for t in texts)  # the title says both
 
 
