@@ -224,7 +224,9 @@ def test_the_training_curves_draw_every_line_inside_its_axes(made_twice, noteboo
         assert list(means.get_xdata()) == list(test.get_xdata()) == list(range(1, epochs + 1))
         assert ax.get_ylabel().strip(), name  # with its unit
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels[0].startswith("train, each minibatch from step ") and "at its end" in labels[1]
+    start = float(labels[0].removeprefix("train, minibatches from epoch "))
+    band = fig.axes[0].get_lines()[0].get_xdata()
+    assert abs(min(band) - start) < 0.01 and "at its end" in labels[1]  # the legend says where
 
 
 def test_no_figure_names_the_dataset(made_twice):
