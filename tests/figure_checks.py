@@ -4,9 +4,6 @@ print. (Test utilities: the notebook never needs them.)"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
@@ -14,22 +11,14 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from helpers import plots
+from tools import pdf
 
 SMALLEST_PT = 8  # the smallest text that stays legible in print
-
-
-def _pdf_export():
-    """The PDF export's module: ``tools.pdf`` where it lives there, else ``helpers.pdf``."""
-    has_tools = importlib.util.find_spec("tools") is not None
-    if has_tools and importlib.util.find_spec("tools.pdf") is not None:
-        return importlib.import_module("tools.pdf")
-    return importlib.import_module("helpers.pdf")
 
 
 def text_width_in(paper: str | None = None) -> float:
     """The printed text width in inches: ``paper``'s width less the export's two margins; with
     no ``paper``, that of the narrowest paper the export offers (A4, 7.27 in)."""
-    pdf = _pdf_export()
     widths = {name: size[0] - 2 * pdf.MARGIN_IN for name, size in pdf.PAPERS.items()}
     return widths[paper] if paper is not None else min(widths.values())
 
