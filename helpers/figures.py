@@ -47,8 +47,8 @@ def paths_into(made_model: MADE, output: int) -> list[set[tuple[int, int]]]:
 @figure("made.svg")
 def made(made_model: MADE, output: int = 3) -> Figure:
     """Question 1: MADE's units, each input and hidden one labelled with its degree and each
-    output with its index d; every connection a mask keeps (solid) or removes (faint, dashed),
-    and every path into output ``output`` bold: it starts only at x_1 .. x_{output-1}."""
+    output with its index d; every connection a mask keeps (a removed one is not drawn), and
+    every path into output ``output`` bold: it starts only at x_1 .. x_{output-1}."""
     layers = [d.tolist() for d in made_model.degrees] + [list(range(1, made_model.n + 1))]
     hidden = len(made_model.degrees) - 1
     names = (["input $x_j$ (degree $j$)"] + [f"hidden {i} (degree)" for i in range(1, hidden + 1)]
@@ -60,16 +60,13 @@ def made(made_model: MADE, output: int = 3) -> Figure:
     fig = Figure(figsize=(6.4, 2.8), layout="constrained")
     ax = fig.subplots()
     bold = paths_into(made_model, output - 1)
-    styles = {"removed": dict(color="0.6", lw=0.7, ls=(0, (3, 3))),
-              "kept": dict(color="0.35", lw=0.9, ls="-"),
+    styles = {"kept": dict(color="0.45", lw=0.9, ls="-"),
               "bold": dict(color="black", lw=2.2, ls="-")}
     for j, mask in enumerate(made_model.masks):
-        mask = mask.numpy()
-        for t in range(mask.shape[0]):
-            for s in range(mask.shape[1]):
-                kind = "bold" if (t, s) in bold[j] else "kept" if mask[t, s] else "removed"
-                (x0, y0), (x1, y1) = pos[j][s], pos[j + 1][t]
-                ax.plot([x0, x1], [y0, y1], zorder=2 if kind == "bold" else 1, **styles[kind])
+        for t, s in zip(*np.nonzero(mask.numpy()), strict=True):
+            kind = "bold" if (int(t), int(s)) in bold[j] else "kept"
+            (x0, y0), (x1, y1) = pos[j][s], pos[j + 1][t]
+            ax.plot([x0, x1], [y0, y1], zorder=2 if kind == "bold" else 1, **styles[kind])
         ax.text(width - 0.35, len(layers) - 1.5 - j, f"mask {masks[j]}", ha="left",
                 va="center", fontsize=FONT_PT)
     starts = {s for _, s in bold[0]}
@@ -86,9 +83,8 @@ def made(made_model: MADE, output: int = 3) -> Figure:
                 cond = f"$p(x_{m})$" if m == 1 else f"$p(x_{m} \\mid x_{{<{m}}})$"
                 ax.text(x, y - 0.2, cond, ha="center", va="top", fontsize=FONT_PT)
         ax.text(-0.45, pos[j][0][1], names[j], ha="right", va="center", fontsize=FONT_PT)
-    handles = [Line2D([], [], **styles[k]) for k in ("kept", "removed", "bold")]
-    ax.legend(handles, ["kept by the mask (1)", "removed by the mask (0)",
-                        f"on a path into output {output}"],
+    handles = [Line2D([], [], **styles[k]) for k in ("kept", "bold")]
+    ax.legend(handles, ["connection kept by the mask (entry 1)", f"on a path into output {output}"],
               loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=TICK_PT,
               frameon=False, handlelength=2.5)
     ax.set_title(f"MADE, n = {made_model.n}: input and hidden circles show their unit's degree, "
@@ -104,34 +100,37 @@ def made(made_model: MADE, output: int = 3) -> Figure:
 
 @figure("flow_density.svg")
 def flow_density(flow: list, levels: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4)) -> Figure:
-    """Question 3: 20,000 samples z_t of the flow, under contours of its density q_t from the
-    formula (on a 200 x 200 grid) at ``levels``, a factor 10 apart, so the tails show."""
+    """Question 3: 20,000 samples z_t of the flow under contours of its density q_t from the
+    formula at ``levels``, a factor 10 apart; the legend gives, per contour, the mass the formula
+    puts inside it and the share of the samples that fall inside it, which must agree."""
     z0 = torch.randn(20_000, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    points, _ = flows.push_forward(flow, z0)
-    axis = torch.linspace(-4, 7, 200, dtype=torch.float64)
-    gx, gy = torch.meshgrid(axis, axis, indexing="xy")
+    points, log_q_t = flows.push_forward(flow, z0)
+    x_axis = torch.linspace(-3.5, 7.5, 221, dtype=torch.float64)  # holds the 1e-4 contour
+    y_axis = torch.linspace(-5.0, 6.0, 221, dtype=torch.float64)
+    gx, gy = torch.meshgrid(x_axis, y_axis, indexing="xy")
     density = flows.log_density(flow, torch.stack([gx.flatten(), gy.flatten()], 1)).exp()
-    density = density.view(200, 200).numpy()
-    fig = Figure(figsize=(4.3, 3.1), layout="constrained")
+    fig = Figure(figsize=(5.6, 3.3), layout="constrained")
     ax = fig.subplots()
     ax.scatter(points[:, 0], points[:, 1], s=0.3, color="0.45", alpha=0.35, linewidths=0,
                rasterized=True)
     levels = sorted(levels)  # colours from dark (the highest level) to orange: all on white
     colours = matplotlib.colormaps["plasma"](np.linspace(0.75, 0, len(levels)))
-    lines = ax.contour(gx.numpy(), gy.numpy(), density, levels=levels, colors=colours,
-                       linewidths=1.1)
+    ax.contour(gx.numpy(), gy.numpy(), density.view(gx.shape).numpy(), levels=levels,
+               colors=colours, linewidths=1.1)
+    labels = [f"{c:g}: {flows.grid_mass(flow, 10.0, 500, above=c):.1%} / "
+              f"{(log_q_t.exp() > c).double().mean():.1%}" for c in levels]
+    handles = [Line2D([], [], color=colour, lw=1.1) for colour in colours]
+    ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              fontsize=TICK_PT, title_fontsize=TICK_PT, frameon=False,
+              title="level $c$: mass inside\nthe contour $q_t = c$,\nformula / samples")
     ax.set_title(f"{len(points):,} samples $z_t = g_3(g_2(g_1(z_0)))$ (grey), "
                  f"$z_0 \\sim \\mathcal{{N}}(0, I)$,\nunder contours of $q_t(z_t)$ "
                  "from the formula", fontsize=FONT_PT)
-    bar = fig.colorbar(lines, ax=ax, shrink=0.9)
-    bar.set_label(r"contour level of $q_t$ (log scale)", fontsize=FONT_PT)
-    bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    bar.ax.tick_params(labelsize=TICK_PT)
     ax.set_xlabel(r"first coordinate of $z_t$", fontsize=FONT_PT)
     ax.set_ylabel(r"second coordinate of $z_t$", fontsize=FONT_PT)
     ax.set_aspect("equal")
-    ax.set_xlim(float(axis[0]), float(axis[-1]))
-    ax.set_ylim(float(axis[0]), float(axis[-1]))
+    ax.set_xlim(float(x_axis[0]), float(x_axis[-1]))
+    ax.set_ylim(float(y_axis[0]), float(y_axis[-1]))
     ax.tick_params(labelsize=TICK_PT)
     return fig
 

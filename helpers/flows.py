@@ -113,11 +113,13 @@ def autograd_log_dets(flow: list, z0: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def grid_mass(flow: list, limit: float = 8.0, n: int = 400) -> float:
-    """Riemann sum of q_t over the square [-limit, limit]^2 with n x n cells."""
+def grid_mass(flow: list, limit: float = 8.0, n: int = 400, above: float = 0.0) -> float:
+    """Riemann sum of q_t over the square [-limit, limit]^2 with n x n cells, counting only
+    where q_t > ``above`` (0: all of it; a contour level: the mass inside that contour)."""
     centres = torch.linspace(-limit, limit, n + 1, dtype=torch.float64)
     centres = (centres[1:] + centres[:-1]) / 2
     gx, gy = torch.meshgrid(centres, centres, indexing="xy")
     pts = torch.stack([gx.flatten(), gy.flatten()], dim=1)
     cell = (2 * limit / n) ** 2
-    return float(log_density(flow, pts).exp().sum() * cell)
+    q_t = log_density(flow, pts).exp()
+    return float(q_t[q_t > above].sum() * cell)

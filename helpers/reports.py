@@ -3,6 +3,10 @@ about it (its final test numbers, where it came from, how it compares with the s
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -85,12 +89,12 @@ def overview(model: VAE, state: dict, path: Path, data: MNIST,
 
 
 def describe(state: dict) -> str:
-    """One line on how a checkpoint's weights were trained: config, arithmetic, time, machine."""
+    """One line on how a checkpoint's weights were trained: epochs, seed, warm-up, arithmetic."""
     config, meta = Config.from_stored(state["config"]), state["meta"]
     arithmetic = {"bf16": "bfloat16", "fp32": "float32"}[config.precision]
     warmup = f", {config.warmup}-step warm-up" if config.warmup else ""
-    return (f"trained {meta['epochs_done']} epochs (seed {config.seed}{warmup}, {arithmetic}) "
-            f"in {meta['wall_seconds'] / 60:.1f} min ({meta['hardware']})")
+    return (f"trained {meta['epochs_done']} epochs (seed {config.seed}{warmup}, "
+            f"{arithmetic} forward passes)")
 
 
 def compare_with_shipped(state: dict, path: Path, config: Config = Config()) -> str:
@@ -116,4 +120,20 @@ def epoch_table(test: torch.Tensor, epochs: tuple[int, ...]) -> str:
     lines = ["test set      " + "".join(f"{f'epoch {e}':>9}" for e in epochs)]
     for i, name in enumerate(LOSS_NAMES):
         lines.append(f"{name:<14}" + "".join(f"{test[e, i]:9.2f}" for e in epochs))
+    return "\n".join(lines)
+
+
+def source(*functions: Callable) -> str:
+    """The code of ``functions`` without their docstrings, a blank line between them."""
+    return "\n\n".join(_without_docstring(textwrap.dedent(inspect.getsource(f)))
+                       for f in functions)
+
+
+def _without_docstring(code: str) -> str:
+    """``code``, one function's source, less its docstring: the printed model reads as code."""
+    lines = code.rstrip().splitlines()
+    (node,) = ast.parse(code).body
+    first = node.body[0]
+    if ast.get_docstring(node) is not None:
+        del lines[first.lineno - 1:first.end_lineno]
     return "\n".join(lines)

@@ -8,7 +8,7 @@ The encoder's second half is read as log sigma (the course's reference conventio
 log sigma^2 instead (``scale="logvar"``), plain-recipe runs with seeds 0-2 showed no consistent
 difference; see the Q4 notes in ``derivations.md``.
 
-Adaptations MNIST forces (everything else is the assignment's, layer for layer):
+Adaptations for MNIST (everything else is the assignment's, layer for layer):
 * one channel: the first conv is 1->32 and the last conv 32->1 (the assignment's are RGB);
 * inputs are 32x32, MNIST's 28x28 padded with background (see ``helpers.data``).
 """
@@ -98,9 +98,9 @@ class VAE(nn.Module):
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``mu`` and ``log_sigma`` of q(z|x), each (B, latent_dim)."""
+        """Halves of the output: ``mu`` and ``log_sigma`` of q(z|x), each (B, latent_dim)."""
         mu, s = self.encoder(x).chunk(2, dim=1)
-        return mu, (s if self.scale == "log_sigma" else 0.5 * s)
+        return mu, (s if self.scale == "log_sigma" else 0.5 * s)  # or s is log sigma^2
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Return ``x_hat`` = mu(z), the mean of p(x|z), shape (B, 1, 32, 32)."""
@@ -108,7 +108,7 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Encode, sample ``z = mu + sigma * eps``, decode: (x_hat, mu, log_sigma, z)."""
-        # fp32 even under bf16 autocast: the KL and the noise scale need the precision.
+        # float32 even if the layers run in bfloat16: the KL and the noise need it.
         mu, log_sigma = (t.float() for t in self.encode(x))
         z = mu + log_sigma.exp() * torch.randn_like(mu)
         return self.decode(z), mu, log_sigma, z
@@ -164,19 +164,15 @@ def check_images(x: torch.Tensor) -> None:
 
 
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Squared error summed over pixels, per example: shape (B,). (The assignment's tip.)"""
-    return (x_hat - x).pow(2).flatten(1).sum(dim=1)
+    """Squared error summed over pixels, one per image (the assignment's tip)."""
+    return (x_hat - x).pow(2).flatten(1).sum(dim=1)  # a sum over pixels per image
 
 
 def losses(model: VAE, x: torch.Tensor) -> torch.Tensor:
-    """Batch means of [-ELBO, reconstruction, KL] with one reparameterised z per image.
-
-    This is the assignment's objective: reconstruction is ||x - mu(z)||^2, which is
-    2 * (-log N(x; mu(z), I)) - P log(2 pi). See ``exact_neg_elbo`` for the Gaussian's value.
-    """
+    """Batch means of [-ELBO, reconstruction, KL], one reparameterised z per image."""
     x_hat, mu, log_sigma, _ = model(x)
-    recon = reconstruction_loss(x_hat, x).mean()
-    kl = gaussian_kl(mu, logvar(log_sigma)).mean()  # question 2's closed form
+    recon = reconstruction_loss(x_hat, x).mean()  # a mean over the batch
+    kl = gaussian_kl(mu, logvar(log_sigma)).mean()  # question 2's formula, sum over z
     return torch.stack([recon + kl, recon, kl])
 
 

@@ -46,3 +46,23 @@ def test_formula_equals_the_direct_change_of_variables_for_a_single_affine_map()
     # z_1 = A z_0 + b with z_0 ~ N(0, I) is N(b, A A^T): compare with its density directly.
     direct = torch.distributions.MultivariateNormal(b, A @ A.T).log_prob(y)
     assert torch.allclose(flows.log_density([flows.Affine(A, b)], y), direct, atol=1e-10)
+
+
+def test_mass_inside_a_contour_of_a_gaussian_is_its_closed_form():
+    # q_t = N(b, A A^T): q_t > c exactly where the Mahalanobis r^2 < -2 log(2 pi |det A| c),
+    # a region of mass 1 - exp(-r^2 / 2) = 1 - 2 pi |det A| c.
+    A = torch.tensor([[0.9, 0.4], [-0.3, 0.7]], dtype=torch.float64)
+    flow = [flows.Affine(A, torch.tensor([0.5, -0.2], dtype=torch.float64))]
+    for c in (0.1, 0.01, 0.001):
+        exact = 1 - 2 * torch.pi * float(torch.linalg.det(A)) * c
+        assert abs(flows.grid_mass(flow, limit=10, n=500, above=c) - exact) < 2e-3
+
+
+def test_samples_fall_inside_each_contour_as_often_as_its_mass_says():
+    flow = flows.example_flow()
+    z0 = torch.randn(20_000, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    _, log_q = flows.push_forward(flow, z0)
+    for c in (1e-1, 1e-2, 1e-3, 1e-4):
+        mass = flows.grid_mass(flow, limit=10, n=500, above=c)
+        share = float((log_q.exp() > c).double().mean())
+        assert abs(share - mass) < 4 * (mass * (1 - mass) / 20_000) ** 0.5 + 1e-3

@@ -214,3 +214,21 @@ def test_layer_summary_reads_the_assignments_layers_off_the_model():
     assert len(lines) > 1 and all(len(line) <= 92 for line in lines)
     phrases = [p.strip() for p in " ".join(lines).split(",")]
     assert [p for p in phrases if p != "ReLU"] == [p for p in decoder if p != "ReLU"]
+
+
+def _documented(a: int, b: int) -> int:
+    """A docstring the printout leaves out,
+    over two lines."""
+    total = a + b  # a comment it keeps
+    return total
+
+
+def test_the_printed_source_is_the_code_without_its_docstrings():
+    from helpers import reports
+    expected = ("def _documented(a: int, b: int) -> int:\n"
+                "    total = a + b  # a comment it keeps\n"
+                "    return total")
+    assert reports.source(_documented) == expected
+    assert reports.source(_documented, _documented) == expected + "\n\n" + expected
+    printed = reports.source(vae.VAE.forward, vae.losses)
+    assert '"""' not in printed and "torch.randn_like(mu)" in printed
