@@ -32,7 +32,7 @@ def test_written_answers_match_derivations_md(notebook):
             for text, name in BLOCK.findall(_source(cell)):
                 assert name not in in_nb, f"answer {name} appears twice in the notebook"
                 in_nb[name] = text
-    expected = {"q1-chain-rule", "q1-made", "q2-kl", "q3-flows", "q4-model"}
+    expected = {"q1-chain-rule", "q1-made", "q1-made-proof", "q2-kl", "q3-flows", "q4-model"}
     assert set(in_md) == expected
     assert set(in_nb) == expected
     for name in expected:
