@@ -111,7 +111,7 @@ def flow_density(flow: list, levels: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4
     density = flows.log_density(flow, torch.stack([gx.flatten(), gy.flatten()], 1)).exp()
     fig = Figure(figsize=(5.6, 3.3), layout="constrained")
     ax = fig.subplots()
-    ax.scatter(points[:, 0], points[:, 1], s=0.3, color="0.45", alpha=0.35, linewidths=0,
+    ax.scatter(points[:, 0], points[:, 1], s=1.0, color="0.3", alpha=0.4, linewidths=0,
                rasterized=True)
     levels = sorted(levels)  # colours from dark (the highest level) to orange: all on white
     colours = matplotlib.colormaps["plasma"](np.linspace(0.75, 0, len(levels)))
@@ -156,7 +156,7 @@ def training_curves(history: dict, skip: float = 0.5) -> Figure:
     for i, (name, ax) in enumerate(zip(LOSS_NAMES, axes, strict=True)):
         ax.plot(x_train[first:], train[first:, i], lw=0.4, color="#a9cbe8",
                 rasterized=True,
-                label=f"train, minibatches from epoch {skip:g}")
+                label=f"train, each minibatch from epoch {skip:g}")
         ax.plot(ends, means[:, i], "s-", ms=3, lw=1.4, color="C0",
                 label="train, mean of each epoch, at its end")
         ax.plot(ends, test[1:, i], "o-", ms=3, lw=1.2, color="C1",

@@ -108,7 +108,7 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Encode, sample ``z = mu + sigma * eps``, decode: (x_hat, mu, log_sigma, z)."""
-        # float32 even if the layers run in bfloat16: the KL and the noise need it.
+        # in 32-bit floats even when the layers run in bfloat16: the KL and the noise need it
         mu, log_sigma = (t.float() for t in self.encode(x))
         z = mu + log_sigma.exp() * torch.randn_like(mu)
         return self.decode(z), mu, log_sigma, z
