@@ -65,22 +65,21 @@ def final_draws(model: VAE, data: MNIST, draws: int = 4, n_train: int = 10_000,
 
 
 def final_table(final: dict[str, float], test: torch.Tensor, train: torch.Tensor) -> str:
-    """The recorded evaluation ``final`` (``reports.final_test``) beside a training-set draw and
-    their difference, then the spread of further test draws (rows of ``test_draws``) and what
-    the padding pixels contribute."""
-    recorded = [final[name] for name in (*LOSS_NAMES, "exact -ELBO (nats)")]
+    """The recorded evaluation ``final`` (``reports.final_test``) in exact nats, a training-set
+    draw and its difference from ``final``, then the spread of further test draws (rows of
+    ``test_draws``) and the squared error on the padding pixels."""
+    names = (*LOSS_NAMES, "exact -ELBO (nats)")
     trained = [*map(float, train[:3]), float(exact_neg_elbo(train[1], train[2]))]
-    columns = {"test (line above)": recorded, "train (10,000)": trained,
-               "test - train": [a - b for a, b in zip(recorded, trained, strict=True)]}
-    lines = [f"{'':<19}" + "".join(f"{c:>19}" for c in columns)]
-    for i, name in enumerate((*LOSS_NAMES, "exact -ELBO (nats)")):
-        lines.append(f"{name:<19}" + "".join(f"{v[i]:19.2f}" for v in columns.values()))
     pad_pixels = P - (IMAGE_SHAPE[1] - 2 * PAD) * (IMAGE_SHAPE[2] - 2 * PAD)
+    lines = [f"exact -ELBO of the test set: {final[names[3]]:.2f} nats "
+             f"({pad_pixels * 0.5 * math.log(2 * math.pi):.2f} of them the {pad_pixels} "
+             "padding pixels' constant)",
+             f"{'':<19}{'train (10,000)':>19}{'test - train':>19}"]
+    lines += [f"{name:<19}{v:19.2f}{final[name] - v:19.2f}"
+              for name, v in zip(names, trained, strict=True)]
     lines += [f"{len(test)} more draws of z on the test set: -ELBO {test[:, 0].min():.2f} to "
               f"{test[:, 0].max():.2f}",
-              f"the {pad_pixels} padding pixels add {pad_pixels * 0.5 * math.log(2 * math.pi):.2f} "
-              "nats of constant to the exact -ELBO;",
-              f"their squared error, summed over them, is {test[:, 3].mean():.3f} per image"]
+              f"squared error summed over the padding pixels: {test[:, 3].mean():.3f} per image"]
     return "\n".join(lines)
 
 

@@ -88,8 +88,7 @@ def made(made_model: MADE, output: int = 3) -> Figure:
               loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=TICK_PT,
               frameon=False, handlelength=2.5)
     ax.set_title(f"MADE, n = {made_model.n}: input and hidden circles show their unit's degree, "
-                 f"output circles their index d.\nOutput {output} is reached only from "
-                 + ", ".join(f"$x_{d}$" for d in range(1, output)), fontsize=FONT_PT)
+                 "output circles their index d.", fontsize=FONT_PT)
     ax.set_xlim(-2.5, width + 0.55)
     ax.set_ylim(-0.7, len(layers) - 0.6)
     ax.axis("off")
@@ -203,8 +202,8 @@ def reconstructions(model: VAE, mnist: MNIST) -> Figure:
     recon = model.reconstruct(x_real)
     rows = torch.stack([x_real.unflatten(0, (5, 10)), recon.unflatten(0, (5, 10))], dim=1)
     # No row labels: the figure prints beside the samples, and two grids fill the text width.
-    return plots.model_grid(rows.flatten(0, 2), "Test images 0–49 (rows 1, 3, 5, 7, 9),\n"
-                            "each row's reconstructions below it", group=2, group_gap=8)
+    return plots.model_grid(rows.flatten(0, 2), "Five pairs of rows: test images 0–49\n"
+                            "above, their reconstructions below", group=2, group_gap=8)
 
 
 @figure("vae_interpolations.png")
@@ -221,7 +220,7 @@ def latent_pca(mu_test: torch.Tensor, mnist: MNIST, label_name: str = "digit") -
     """The test-set encoder means on their first two principal components, coloured by their
     class (``label_name`` heads the legend); the axes say each component's variance share."""
     mu_2d, explained = (t.numpy() for t in analysis.pca_2d(mu_test))
-    fig = Figure(figsize=(4.6, 2.3), layout="constrained")
+    fig = Figure(figsize=(5.4, 2.3), layout="constrained")
     ax = fig.subplots()
     sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=mnist.test_y.numpy(), cmap="tab10", s=2,
                     alpha=0.6, rasterized=True)
