@@ -155,7 +155,7 @@ def training_curves(history: dict) -> Figure:
         ax.plot(np.arange(1, epochs + 1), means[:, i], "s-", ms=3, lw=1.4, color="C0",
                 label="train, mean of each epoch, at its end")
         ax.plot(np.arange(epochs + 1), test[:, i], "o-", ms=3, lw=1.2, color="C1",
-                label="test set, before training and after each epoch")
+                label="test set, before training, after each epoch")
         ax.set_ylabel(LOSS_LABELS[name], fontsize=FONT_PT)
         ax.margins(y=0.06)
         if name != "KL":  # ~20x from the first step to the end: a log axis keeps both readable
@@ -173,7 +173,7 @@ def training_curves(history: dict) -> Figure:
     axes[-1].set_xlim(-0.3, epochs + 0.3)
     legend = fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center",
                         ncol=3, fontsize=TICK_PT, frameon=False, handlelength=1.8,
-                        columnspacing=1.2)
+                        columnspacing=0.9)
     legend.get_lines()[0].set_linewidth(2)  # the band's colour, readable in the key
     return fig
 

@@ -191,8 +191,8 @@ def model_grid(images: torch.Tensor, title: str, row_labels: Sequence[str] = (),
 
 def log_ticks(low: float, high: float, most: int = 6) -> list[float]:
     """Round values between ``low`` and ``high`` for a log axis: 1, 1.5, 2, 3, 5, 7 x 10^k,
-    thinned to 1, 2, 3, 5 or 1, 2, 5 x 10^k where that would be more than ``most``."""
-    for mantissas in ((1, 1.5, 2, 3, 5, 7), (1, 2, 3, 5), (1, 2, 5), (1,)):
+    thinned to 1, 2, 5 or 1 x 10^k where that would be more than ``most``."""
+    for mantissas in ((1, 1.5, 2, 3, 5, 7), (1, 2, 5), (1,)):
         ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(low))),
                                               int(np.ceil(np.log10(high))) + 1)
                  for m in mantissas if low <= m * 10.0 ** e <= high]
