@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, MultipleLocator, NullLocator
+from matplotlib.ticker import (
+    FixedLocator,
+    FormatStrFormatter,
+    MaxNLocator,
+    MultipleLocator,
+    NullLocator,
+)
 
 from helpers import analysis, flows, plots
 from helpers.data import MNIST
@@ -137,45 +143,62 @@ def flow_density(flow: list, levels: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4
 # ----------------------------------------------------------------------------- question 4
 
 @figure("vae_training_curves.svg")
-def training_curves(history: dict) -> Figure:
-    """Question 4(a): -ELBO, reconstruction and KL of the trained VAE, one row each on a shared
-    epoch axis: the train loss of every minibatch (the course's x = linspace(0, epochs,
-    iterations)), the mean of each epoch's minibatches at that epoch's end, and the test loss
-    before training and after each epoch (x = 0 .. epochs). Each row's y-range holds everything
-    drawn in it; -ELBO and reconstruction on log axes."""
+def training_curves(history: dict, split: int = 2) -> Figure:
+    """Question 4(a): -ELBO, reconstruction and KL of the trained VAE, one row each: the train
+    loss of every minibatch (the course's x = linspace(0, epochs, iterations)), the mean of each
+    epoch's minibatches at that epoch's end, and the test loss before training and after each
+    epoch. The left column shows epochs 0..split (-ELBO and reconstruction on log axes), the
+    right one epochs split..end on linear axes; each panel's y-range holds all it shows."""
     train, test = np.asarray(history["train"]), np.asarray(history["test"])
     epochs, steps = len(test) - 1, len(train)
-    x_train = np.linspace(0, epochs, steps)
-    means = np.array([part.mean(0) for part in np.array_split(train, epochs)])
+    curves = [(np.linspace(0, epochs, steps), train, "-", "train, each minibatch"),
+              (np.arange(1, epochs + 1), np.array([part.mean(0) for part in
+                                                   np.array_split(train, epochs)]),
+               "s-", "train, mean of each epoch, at its end"),
+              (np.arange(epochs + 1), test, "o-", "test set, before training, after each epoch")]
     fig = Figure(figsize=(6.9, 3.3), layout="constrained")
-    axes = fig.subplots(3, 1, sharex=True)
-    for i, (name, ax) in enumerate(zip(LOSS_NAMES, axes, strict=True)):
-        ax.plot(x_train, train[:, i], lw=0.4, color="#a9cbe8", rasterized=True,
-                label="train, each minibatch")
-        ax.plot(np.arange(1, epochs + 1), means[:, i], "s-", ms=3, lw=1.4, color="C0",
-                label="train, mean of each epoch, at its end")
-        ax.plot(np.arange(epochs + 1), test[:, i], "o-", ms=3, lw=1.2, color="C1",
-                label="test set, before training, after each epoch")
-        ax.set_ylabel(LOSS_LABELS[name], fontsize=FONT_PT)
-        ax.margins(y=0.06)
-        if name != "KL":  # ~20x from the first step to the end: a log axis keeps both readable
-            ax.set_yscale("log")
-            low, high = ax.get_ylim()
-            ax.yaxis.set_major_locator(FixedLocator(plots.log_ticks(low, high, most=6)))
-            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-            ax.yaxis.set_minor_locator(NullLocator())
-            ax.text(0.995, 0.9, "log scale", transform=ax.transAxes, fontsize=TICK_PT,
-                    color="0.35", ha="right", va="top")
-        ax.grid(axis="y", color="0.9", lw=0.6)
-        ax.tick_params(labelsize=TICK_PT, which="both")
-    axes[-1].set_xlabel("epoch", fontsize=FONT_PT)
-    axes[-1].xaxis.set_major_locator(MultipleLocator(1 if epochs <= 25 else 5))
-    axes[-1].set_xlim(-0.3, epochs + 0.3)
-    legend = fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center",
+    axes = fig.subplots(3, 2, gridspec_kw={"width_ratios": (1, 2.7)})
+    for i, name in enumerate(LOSS_NAMES):
+        for column, (first, last) in enumerate(((0, split), (split, epochs))):
+            ax = axes[i, column]
+            for (x, y, style, label), color in zip(curves, ("#a9cbe8", "C0", "C1"), strict=True):
+                inside = (first <= x) & (x <= last)  # only these: no line runs off the panel
+                ax.plot(x[inside], y[inside, i], style, ms=3, lw=0.4 if style == "-" else 1.3,
+                        color=color, rasterized=style == "-", label=label)
+            shown = np.concatenate([line.get_ydata() for line in ax.get_lines()])
+            _set_range(ax, first, last, shown, log=column == 0 and name != "KL")
+            ax.grid(axis="y", color="0.9", lw=0.6)
+            ax.tick_params(labelsize=TICK_PT, which="both")
+        axes[i, 0].set_ylabel(LOSS_LABELS[name], fontsize=FONT_PT)
+    for column, title in enumerate((f"epochs 0–{split}", f"epochs {split}–{epochs}, linear scale")):
+        axes[0, column].set_title(title, fontsize=TICK_PT, color="0.35", pad=3)
+        axes[-1, column].set_xlabel("epoch", fontsize=FONT_PT)
+    legend = fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside upper center",
                         ncol=3, fontsize=TICK_PT, frameon=False, handlelength=1.8,
                         columnspacing=0.9)
     legend.get_lines()[0].set_linewidth(2)  # the band's colour, readable in the key
     return fig
+
+
+def _set_range(ax: matplotlib.axes.Axes, first: int, last: int, shown: np.ndarray,
+               log: bool) -> None:
+    """Show epochs first..last, with a y-range 6% wider than ``shown`` (log axes: in log)."""
+    pad = 0.03 * (last - first)
+    ax.set_xlim(first - pad, last + pad)
+    ax.xaxis.set_major_locator(MultipleLocator(1 if last - first <= 5 else 2))
+    low, high = shown.min(), shown.max()
+    if not log:
+        ax.set_ylim(low - 0.06 * (high - low), high + 0.06 * (high - low))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4, steps=(1, 2, 5, 10), integer=True))
+        return
+    ax.set_yscale("log")
+    ratio = (high / low) ** 0.06
+    ax.set_ylim(low / ratio, high * ratio)
+    ax.yaxis.set_major_locator(FixedLocator(plots.log_ticks(low / ratio, high * ratio, most=5)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.text(0.97, 0.9, "log scale", transform=ax.transAxes, fontsize=TICK_PT, color="0.35",
+            ha="right", va="top")
 
 
 @figure("vae_samples.png")

@@ -42,7 +42,7 @@ def compared(recipes: dict[str, dict[int, dict]]) -> dict[str, dict[int, dict]]:
 
 def seed_table(recipes: dict[str, dict[int, dict]], epochs: tuple[int, ...] = (1, 2, 3)) -> str:
     """Test -ELBO of each seed after each of ``epochs``, side by side for each named recipe
-    (``{name: {seed: history}}``), then the median, the worst and how far the worst is behind."""
+    (``{name: {seed: history}}``), then the median, the worst and their gap (worst - median)."""
     seeds = sorted(set.intersection(*(set(runs) for runs in recipes.values())))
     values = torch.cat([torch.stack([runs[s]["test"][list(epochs), 0] for s in seeds])
                         for runs in recipes.values()], dim=1)
@@ -52,7 +52,7 @@ def seed_table(recipes: dict[str, dict[int, dict]], epochs: tuple[int, ...] = (1
     lines = ["      " + "".join(f"{name:^{width}}" for name in recipes)] * (len(recipes) > 1)
     lines.append(epoch_header([e for _ in recipes for e in epochs]))
     rows = [(f"{s}", row) for s, row in zip(seeds, values, strict=True)]
-    rows += [("median", median), ("worst", worst), ("behind", worst - median)]
+    rows += [("median", median), ("worst", worst), ("gap", worst - median)]
     lines += [f"{name:<6}" + "".join(f"{v:10.2f}" for v in row) for name, row in rows]
     return "\n".join(lines)
 

@@ -209,22 +209,25 @@ def test_the_pairs_figure_shows_test_rows_over_their_reconstructions(made_twice,
 def test_the_training_curves_draw_every_line_inside_its_axes(made_twice, notebook_inputs):
     fig = made_twice[2][0]["vae_training_curves.svg"]
     history = notebook_inputs["history"]
-    assert len(fig.axes) == 3
-    for ax, name in zip(fig.axes, ("-ELBO", "reconstruction", "KL"), strict=True):
-        low, high = ax.get_ylim()
-        left, right = ax.get_xlim()
-        lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
-        assert len(lines) == 3, name  # minibatches, epoch means, test
-        for line in lines:
-            x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
-            assert low < y.min() and y.max() < high, (name, line.get_label())
-            assert left <= x.min() and x.max() <= right, (name, line.get_label())
-        band, means, test = lines
-        epochs = len(history["test"]) - 1
-        assert len(band.get_xdata()) == len(history["train"])  # every minibatch, from the first
-        assert list(means.get_xdata()) == list(range(1, epochs + 1))
-        assert list(test.get_xdata()) == list(range(epochs + 1))  # epoch 0: before training
-        assert ax.get_ylabel().strip(), name  # with its unit
+    epochs, steps = len(history["test"]) - 1, len(history["train"])
+    assert len(fig.axes) == 6  # three losses, each in an early and a late column
+    for row, name in enumerate(("-ELBO", "reconstruction", "KL")):
+        shown = [[], [], []]  # x of the minibatches, epoch means and test points, both columns
+        for ax in fig.axes[2 * row:2 * row + 2]:
+            low, high = ax.get_ylim()
+            left, right = ax.get_xlim()
+            lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
+            assert len(lines) == 3, name  # minibatches, epoch means, test
+            for line, xs in zip(lines, shown, strict=True):
+                x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+                assert low < y.min() and y.max() < high, (name, line.get_label())
+                assert left <= x.min() and x.max() <= right, (name, line.get_label())
+                xs.extend(x.tolist())
+        band, means, test = (sorted(set(xs)) for xs in shown)
+        assert np.allclose(band, np.linspace(0, epochs, steps))  # every minibatch, from the first
+        assert means == list(range(1, epochs + 1))
+        assert test == list(range(epochs + 1))  # epoch 0: before training
+        assert fig.axes[2 * row].get_ylabel().strip(), name  # with its unit
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "at its end" in labels[1] and "before training" in labels[2]  # where points sit
 

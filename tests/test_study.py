@@ -31,7 +31,7 @@ def test_seed_table_gives_each_seed_then_the_median_the_worst_and_the_gap():
     rows = _rows(study.seed_table({"one": runs}, epochs=(1, 2)))
     assert rows["0"] == [80, 70] and rows["3"] == [83, 73]
     assert rows["median"] == [81.5, 71.5]  # between the middle two, not the lower of them
-    assert rows["worst"] == [83, 73] and rows["behind"] == [1.5, 1.5]
+    assert rows["worst"] == [83, 73] and rows["gap"] == [1.5, 1.5]
 
 
 def test_seed_table_shows_the_epochs_asked_for():
@@ -45,7 +45,7 @@ def test_seed_table_sets_recipes_side_by_side_on_their_common_seeds():
     table = study.seed_table({"a": a, "b": b}, epochs=(1,))
     assert table.splitlines()[0].split() == ["a", "b"]
     rows = _rows(table)
-    assert set(rows) == {"1", "2", "median", "worst", "behind"}
+    assert set(rows) == {"1", "2", "median", "worst", "gap"}
     assert rows["1"] == [81, 59] and rows["2"] == [82, 58]
 
 
