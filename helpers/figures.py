@@ -143,7 +143,7 @@ def flow_density(flow: list, levels: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4
 # ----------------------------------------------------------------------------- question 4
 
 @figure("vae_training_curves.svg")
-def training_curves(history: dict, split: int = 2) -> Figure:
+def training_curves(history: dict, split: int = 5) -> Figure:
     """Question 4(a): -ELBO, reconstruction and KL of the trained VAE, one row each: the train
     loss of every minibatch (the course's x = linspace(0, epochs, iterations)), the mean of each
     epoch's minibatches at that epoch's end, and the test loss before training and after each
@@ -164,7 +164,8 @@ def training_curves(history: dict, split: int = 2) -> Figure:
             for (x, y, style, label), color in zip(curves, ("#a9cbe8", "C0", "C1"), strict=True):
                 inside = (first <= x) & (x <= last)  # only these: no line runs off the panel
                 ax.plot(x[inside], y[inside, i], style, ms=3, lw=0.4 if style == "-" else 1.3,
-                        color=color, rasterized=style == "-", label=label)
+                        color=color, rasterized=style == "-", label=label,
+                        mfc="white" if style == "o-" else color)  # hollow: squares show through
             shown = np.concatenate([line.get_ydata() for line in ax.get_lines()])
             _set_range(ax, first, last, shown, log=column == 0 and name != "KL")
             ax.grid(axis="y", color="0.9", lw=0.6)
