@@ -155,7 +155,8 @@ def training_curves(history: dict, split: int = 5) -> Figure:
               (np.arange(1, epochs + 1), np.array([part.mean(0) for part in
                                                    np.array_split(train, epochs)]),
                "s-", "train, mean of each epoch, at its end"),
-              (np.arange(epochs + 1), test, "o-", "test set, before training, after each epoch")]
+              (np.arange(epochs + 1), test, "o-",
+               "test set, after each epoch (0: before training)")]
     fig = Figure(figsize=(6.9, 3.3), layout="constrained")
     axes = fig.subplots(3, 2, gridspec_kw={"width_ratios": (1, 2.7)})
     for i, name in enumerate(LOSS_NAMES):
@@ -167,7 +168,11 @@ def training_curves(history: dict, split: int = 5) -> Figure:
                         color=color, rasterized=style == "-", label=label,
                         mfc="white" if style == "o-" else color)  # hollow: squares show through
             shown = np.concatenate([line.get_ydata() for line in ax.get_lines()])
-            _set_range(ax, first, last, shown, log=column == 0 and name != "KL")
+            log = column == 0 and name != "KL"
+            _set_range(ax, first, last, shown, log=log)
+            if column == 0:  # the right column's title names its scale
+                ax.text(0.97, 0.9, "log scale" if log else "linear scale", fontsize=TICK_PT,
+                        transform=ax.transAxes, color="0.35", ha="right", va="top")
             ax.grid(axis="y", color="0.9", lw=0.6)
             ax.tick_params(labelsize=TICK_PT, which="both")
         axes[i, 0].set_ylabel(LOSS_LABELS[name], fontsize=FONT_PT)
@@ -175,8 +180,8 @@ def training_curves(history: dict, split: int = 5) -> Figure:
         axes[0, column].set_title(title, fontsize=TICK_PT, color="0.35", pad=3)
         axes[-1, column].set_xlabel("epoch", fontsize=FONT_PT)
     legend = fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside upper center",
-                        ncol=3, fontsize=TICK_PT, frameon=False, handlelength=1.8,
-                        columnspacing=0.9)
+                        ncol=3, fontsize=TICK_PT, frameon=False, handlelength=1.6,
+                        columnspacing=0.7)
     legend.get_lines()[0].set_linewidth(2)  # the band's colour, readable in the key
     return fig
 
@@ -198,8 +203,6 @@ def _set_range(ax: matplotlib.axes.Axes, first: int, last: int, shown: np.ndarra
     ax.yaxis.set_major_locator(FixedLocator(plots.log_ticks(low / ratio, high * ratio, most=5)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_locator(NullLocator())
-    ax.text(0.97, 0.9, "log scale", transform=ax.transAxes, fontsize=TICK_PT, color="0.35",
-            ha="right", va="top")
 
 
 @figure("vae_samples.png")
