@@ -210,7 +210,8 @@ def samples(model: VAE, seed: int = 0) -> Figure:
     """100 decoder means for z ~ N(0, I), drawn after ``torch.manual_seed(seed)``."""
     torch.manual_seed(seed)
     return plots.model_grid(model.sample(100),
-                            r"100 samples: decoder means $\mu_\phi(z)$, $z \sim N(0, I)$")
+                            r"4(c) 100 samples: decoder means $\mu_\phi(z)$, "
+                            r"$z \sim \mathcal{N}(0, I)$")
 
 
 @figure("vae_reconstructions.png")
@@ -221,7 +222,7 @@ def reconstructions(model: VAE, mnist: MNIST) -> Figure:
     recon = model.reconstruct(x_real)
     rows = torch.stack([x_real.unflatten(0, (5, 10)), recon.unflatten(0, (5, 10))], dim=1)
     # No row labels: the figure prints beside the samples, and two grids fill the text width.
-    return plots.model_grid(rows.flatten(0, 2), "Five pairs of rows: test images 0–49\n"
+    return plots.model_grid(rows.flatten(0, 2), "4(d) Five pairs of rows: test images 0–49\n"
                             "above, their reconstructions below", group=2, group_gap=8)
 
 
@@ -229,7 +230,7 @@ def reconstructions(model: VAE, mnist: MNIST) -> Figure:
 def interpolations(model: VAE, mnist: MNIST) -> Figure:
     """Ten decoded paths, from test image i to test image i + 10, ten steps each."""
     path = model.interpolate(mnist.test_x[:10], mnist.test_x[10:20], steps=10)
-    return plots.model_grid(path.flatten(0, 1), r"Decoded paths $\mu(x_i) \to \mu(x_{i+10})$"
+    return plots.model_grid(path.flatten(0, 1), r"4(e) Decoded paths $\mu(x_i) \to \mu(x_{i+10})$"
                             " between test images, ten steps",
                             [f"{i} → {i + 10}" for i in range(10)])
 

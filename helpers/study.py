@@ -42,21 +42,21 @@ def compared(recipes: dict[str, dict[int, dict]]) -> dict[str, dict[int, dict]]:
 
 def seed_table(recipes: dict[str, dict[int, dict]], epochs: tuple[int, ...] = (1, 2, 3)) -> str:
     """Test -ELBO of each seed after each of ``epochs``, side by side for each named recipe
-    (``{name: {seed: history}}``), then the median, the worst and their gap (worst - median)."""
+    (``{name: {seed: history}}``), then the median, the worst, and the worst minus the median."""
     seeds = sorted(set.intersection(*(set(runs) for runs in recipes.values())))
     values = torch.cat([torch.stack([runs[s]["test"][list(epochs), 0] for s in seeds])
                         for runs in recipes.values()], dim=1)
     median = values.median(0).values if len(seeds) % 2 else values.quantile(0.5, dim=0)
     worst = values.max(0).values
-    width = 10 * len(epochs)
-    lines = ["      " + "".join(f"{name:^{width}}" for name in recipes)] * (len(recipes) > 1)
-    lines.append(epoch_header([e for _ in recipes for e in epochs]))
+    width, label = 10 * len(epochs), len("worst - median ")
+    lines = [" " * label + "".join(f"{name:^{width}}" for name in recipes)] * (len(recipes) > 1)
+    lines.append(epoch_header([e for _ in recipes for e in epochs], label))
     rows = [(f"{s}", row) for s, row in zip(seeds, values, strict=True)]
-    rows += [("median", median), ("worst", worst), ("gap", worst - median)]
-    lines += [f"{name:<6}" + "".join(f"{v:10.2f}" for v in row) for name, row in rows]
+    rows += [("median", median), ("worst", worst), ("worst - median", worst - median)]
+    lines += [f"{name:<{label}}" + "".join(f"{v:10.2f}" for v in row) for name, row in rows]
     return "\n".join(lines)
 
 
-def epoch_header(epochs: Iterable[int]) -> str:
-    """The header of a per-seed table with one 10-character column per epoch."""
-    return "seed  " + "".join(f"{f'epoch {e}':>10}" for e in epochs)
+def epoch_header(epochs: Iterable[int], label: int = 6) -> str:
+    """The header of a per-seed table: a ``label``-wide seed column, 10 characters per epoch."""
+    return f"{'seed':<{label}}" + "".join(f"{f'epoch {e}':>10}" for e in epochs)

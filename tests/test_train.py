@@ -655,6 +655,14 @@ def test_scoring_or_training_a_model_on_another_dataset_is_refused(small):
         reports.overview(train.model_from_state(shipped), shipped, SHIPPED, fashion)
 
 
+def test_the_overview_says_how_the_stored_weights_were_trained():
+    stored = {"config": dataclasses.asdict(Config(lr=2e-3, batch_size=64, seed=3, warmup=50,
+                                                  precision="fp32")),
+              "meta": {"epochs_done": 7}}
+    assert reports.describe(stored) == ("trained 7 epochs: Adam, learning rate 0.002, batch "
+                                        "64, seed 3, 50-step warm-up, float32")
+
+
 def test_the_data_follow_the_asked_dataset(monkeypatch, small):
     monkeypatch.setitem(data.LOADERS, "fashion-mnist", lambda: fashion)
     fashion = dataclasses.replace(small, dataset="fashion-mnist")
