@@ -151,22 +151,24 @@ def training_curves(history: dict, split: int = 5) -> Figure:
     right one epochs split..end on linear axes; each panel's y-range holds all it shows."""
     train, test = np.asarray(history["train"]), np.asarray(history["test"])
     epochs, steps = len(test) - 1, len(train)
-    curves = [(np.linspace(0, epochs, steps), train, "-", "train, each minibatch"),
-              (np.arange(1, epochs + 1), np.array([part.mean(0) for part in
-                                                   np.array_split(train, epochs)]),
-               "s-", "train, mean of each epoch, at its end"),
-              (np.arange(epochs + 1), test, "o-",
-               "test set, after each epoch (0: before training)")]
+    means = np.array([part.mean(0) for part in np.array_split(train, epochs)])
+    curves = [(np.linspace(0, epochs, steps), train, "-",
+               {"lw": 0.4, "color": "#a9cbe8", "rasterized": True,
+                "label": "train, each minibatch"}),
+              (np.arange(1, epochs + 1), means, "s-",
+               {"ms": 3, "lw": 1.3, "color": "C0",
+                "label": "train, mean of each epoch, at its end"}),
+              (np.arange(epochs + 1), test, "o-",  # hollow markers: the squares show through
+               {"ms": 3, "lw": 1.3, "color": "C1", "mfc": "white",
+                "label": "test set, after each epoch (0: before training)"})]
     fig = Figure(figsize=(6.9, 3.3), layout="constrained")
     axes = fig.subplots(3, 2, gridspec_kw={"width_ratios": (1, 2.7)})
     for i, name in enumerate(LOSS_NAMES):
         for column, (first, last) in enumerate(((0, split), (split, epochs))):
             ax = axes[i, column]
-            for (x, y, style, label), color in zip(curves, ("#a9cbe8", "C0", "C1"), strict=True):
+            for x, y, fmt, style in curves:
                 inside = (first <= x) & (x <= last)  # only these: no line runs off the panel
-                ax.plot(x[inside], y[inside, i], style, ms=3, lw=0.4 if style == "-" else 1.3,
-                        color=color, rasterized=style == "-", label=label,
-                        mfc="white" if style == "o-" else color)  # hollow: squares show through
+                ax.plot(x[inside], y[inside, i], fmt, **style)
             shown = np.concatenate([line.get_ydata() for line in ax.get_lines()])
             log = column == 0 and name != "KL"
             _set_range(ax, first, last, shown, log=log)

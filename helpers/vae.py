@@ -177,7 +177,7 @@ def losses(model: VAE, x: torch.Tensor) -> torch.Tensor:
 
 
 def full_neg_elbo(recon: float | torch.Tensor, kl: float | torch.Tensor,
-                   pixels: int = P) -> float | torch.Tensor:
+                  pixels: int = P) -> float | torch.Tensor:
     """The full -ELBO in nats under p(x|z) = N(x; mu(z), I), from the assignment's two terms.
 
     -log N(x; mu, I) = 1/2 ||x - mu||^2 + P/2 log(2 pi), so the full value is
