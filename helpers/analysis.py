@@ -8,7 +8,7 @@ import torch
 
 from helpers.data import MNIST, PAD, batches
 from helpers.kl import gaussian_kl, gaussian_kl_terms
-from helpers.vae import IMAGE_SHAPE, LOSS_NAMES, VAE, P, float64_on_cpu, full_neg_elbo, logvar
+from helpers.vae import IMAGE_SHAPE, LOSS_NAMES, VAE, P, float64_on_cpu, logvar, neg_elbo_nats
 
 
 @torch.no_grad()
@@ -65,13 +65,13 @@ def final_draws(model: VAE, data: MNIST, draws: int = 4, n_train: int = 10_000,
 
 
 def final_table(final: dict[str, float], test: torch.Tensor, train: torch.Tensor) -> str:
-    """The recorded evaluation ``final`` (``reports.final_test``) with its full -ELBO, a
+    """The recorded evaluation ``final`` (``reports.final_test``) with its -ELBO in nats, a
     training-set draw and its difference from ``final``, then the range of the test -ELBO over
     ``final`` and the further draws (rows of ``test``) and the padding pixels' squared error."""
-    names = (*LOSS_NAMES, "full -ELBO (nats)")
-    trained = [*map(float, train[:3]), float(full_neg_elbo(train[1], train[2]))]
+    names = (*LOSS_NAMES, "-ELBO in nats")
+    trained = [*map(float, train[:3]), float(neg_elbo_nats(train[1], train[2]))]
     pad_pixels = P - (IMAGE_SHAPE[1] - 2 * PAD) * (IMAGE_SHAPE[2] - 2 * PAD)
-    lines = [f"full -ELBO of the test set: {final[names[3]]:.2f} nats "
+    lines = [f"-ELBO in nats of the test set: {final[names[3]]:.2f} "
              f"({pad_pixels * 0.5 * math.log(2 * math.pi):.2f} of them the {pad_pixels} "
              "padding pixels' constant)",
              f"{'':<19}{'train (10,000)':>19}{'test - train':>19}"]

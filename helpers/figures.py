@@ -90,7 +90,8 @@ def made(made_model: MADE, output: int = 3) -> Figure:
                 ax.text(x, y - 0.2, cond, ha="center", va="top", fontsize=FONT_PT)
         ax.text(-0.45, pos[j][0][1], names[j], ha="right", va="center", fontsize=FONT_PT)
     handles = [Line2D([], [], **styles[k]) for k in ("kept", "bold")]
-    ax.legend(handles, ["connection kept by the mask (entry 1)", f"on a path into output {output}"],
+    labels = ["connection kept by the masks", f"kept connection on a path into output {output}"]
+    ax.legend(handles, labels,
               loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=TICK_PT,
               frameon=False, handlelength=2.5)
     ax.set_title(f"MADE, n = {made_model.n}: input and hidden circles show their unit's degree, "
@@ -127,7 +128,7 @@ def flow_density(flow: list, levels: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4
     handles = [Line2D([], [], color=colour, lw=1.1) for colour in colours]
     ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.02, 1.0),
               fontsize=TICK_PT, title_fontsize=TICK_PT, frameon=False,
-              title="level $c$: mass inside\nthe contour $q_t = c$,\nformula / samples")
+              title="level $c$: mass of\n$\\{q_t > c\\}$, by the formula /\nshare of the samples")
     ax.set_title(f"{len(points):,} samples $z_t = g_3(g_2(g_1(z_0)))$ (grey), "
                  f"$z_0 \\sim \\mathcal{{N}}(0, I)$,\nunder contours of $q_t(z_t)$ "
                  "from the formula", fontsize=FONT_PT)
@@ -242,8 +243,9 @@ def latent_pca(mu_test: torch.Tensor, mnist: MNIST, label_name: str = "digit") -
     """The test-set encoder means on their first two principal components, coloured by their
     class (``label_name`` heads the legend); the axes say each component's variance share."""
     mu_2d, explained = (t.numpy() for t in analysis.pca_2d(mu_test))
-    fig = Figure(figsize=(5.4, 2.3), layout="constrained")
+    fig = Figure(figsize=(4.8, 3.6), layout="constrained")
     ax = fig.subplots()
+    ax.set_aspect("equal")  # one unit is one unit on both axes: the two variances look alike
     sc = ax.scatter(mu_2d[:, 0], mu_2d[:, 1], c=mnist.test_y.numpy(), cmap="tab10", s=2,
                     alpha=0.6, rasterized=True)
     ax.legend(*sc.legend_elements(), title=label_name, fontsize=TICK_PT,

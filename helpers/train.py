@@ -34,7 +34,7 @@ from helpers import checkpoints
 from helpers.checkpoints import CheckpointError, MismatchError
 from helpers.data import MNIST, batches
 from helpers.devices import PRECISIONS, as_input, pick_device, pick_precision, prepare_model
-from helpers.vae import LATENT_DIM, SCALES, VAE, check_images, full_neg_elbo, losses
+from helpers.vae import LATENT_DIM, SCALES, VAE, check_images, losses, neg_elbo_nats
 
 EVAL_BATCH = 500
 DATASETS = tuple(datasets.LOADERS)  # those ``data.load_data`` has a loader for
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(str(e))
     neg_elbo, recon, kl = state["history"]["test"][-1].tolist()  # as reports.final_test reads
     print(f"Final -ELBO: {neg_elbo:.4f}, Recon Loss: {recon:.4f}, KL Loss: {kl:.4f}")
-    print(f"Full Gaussian -ELBO: {full_neg_elbo(recon, kl):.2f} nats; checkpoint {out}; "
+    print(f"Gaussian -ELBO in nats: {neg_elbo_nats(recon, kl):.2f}; checkpoint {out}; "
           f"{state['meta']['wall_seconds'] / 60:.1f} min on {state['meta']['hardware']} "
           f"({state['config']['precision']})")
 

@@ -176,11 +176,11 @@ def losses(model: VAE, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([recon + kl, recon, kl])
 
 
-def full_neg_elbo(recon: float | torch.Tensor, kl: float | torch.Tensor,
+def neg_elbo_nats(recon: float | torch.Tensor, kl: float | torch.Tensor,
                   pixels: int = P) -> float | torch.Tensor:
-    """The full -ELBO in nats under p(x|z) = N(x; mu(z), I), from the assignment's two terms.
+    """The -ELBO in nats under p(x|z) = N(x; mu(z), I), constants included, from the two terms.
 
-    -log N(x; mu, I) = 1/2 ||x - mu||^2 + P/2 log(2 pi), so the full value is
+    -log N(x; mu, I) = 1/2 ||x - mu||^2 + P/2 log(2 pi), so the value in nats is
     recon / 2 + P/2 log(2 pi) + KL, with P = 1024 pixels in [-1, 1] (a density, not a
     probability: it can be negative and is comparable only on this scaling).
     """

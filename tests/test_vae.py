@@ -125,12 +125,12 @@ def test_losses_are_batch_means_and_neg_elbo_is_their_sum(model):
     assert neg_elbo.item() == pytest.approx(recon.item() + kl.item(), rel=1e-6)
 
 
-def test_full_neg_elbo_matches_gaussian_log_density():
+def test_neg_elbo_nats_matches_gaussian_log_density():
     x, mean = torch.randn(1024, dtype=torch.float64), torch.randn(1024, dtype=torch.float64)
     recon = ((x - mean) ** 2).sum()
     nll = -Normal(mean, torch.ones_like(mean)).log_prob(x).sum()
-    assert vae.full_neg_elbo(recon, 0.0).item() == pytest.approx(nll.item(), rel=1e-12)
-    assert vae.full_neg_elbo(0.0, 2.5) == pytest.approx(512 * math.log(2 * math.pi) + 2.5)
+    assert vae.neg_elbo_nats(recon, 0.0).item() == pytest.approx(nll.item(), rel=1e-12)
+    assert vae.neg_elbo_nats(0.0, 2.5) == pytest.approx(512 * math.log(2 * math.pi) + 2.5)
 
 
 def test_parameter_count(model):
