@@ -66,8 +66,8 @@ def final_draws(model: VAE, data: MNIST, draws: int = 4, n_train: int = 10_000,
 
 def final_table(final: dict[str, float], test: torch.Tensor, train: torch.Tensor) -> str:
     """The recorded evaluation ``final`` (``reports.final_test``) with its -ELBO in nats, a
-    training-set draw and its difference from ``final``, then the range of the test -ELBO over
-    ``final`` and the further draws (rows of ``test``) and the padding pixels' squared error."""
+    training-set draw and its difference from ``final``, then the range and mean of the test
+    -ELBO over ``final`` and the further draws (rows of ``test``), and the padding's error."""
     names = (*LOSS_NAMES, "-ELBO in nats")
     trained = [*map(float, train[:3]), float(neg_elbo_nats(train[1], train[2]))]
     pad_pixels = P - (IMAGE_SHAPE[1] - 2 * PAD) * (IMAGE_SHAPE[2] - 2 * PAD)
@@ -78,8 +78,8 @@ def final_table(final: dict[str, float], test: torch.Tensor, train: torch.Tensor
     lines += [f"{name:<19}{v:19.2f}{final[name] - v:19.2f}"
               for name, v in zip(names, trained, strict=True)]
     draws = [final["-ELBO"], *map(float, test[:, 0])]  # the recorded draw and the further ones
-    lines += [f"-ELBO over {len(draws)} draws of z on the test set, the first above: "
-              f"{min(draws):.2f} to {max(draws):.2f}",
+    lines += [f"-ELBO over {len(draws)} draws of z on the test set (first above): "
+              f"{min(draws):.2f} to {max(draws):.2f}, mean {sum(draws) / len(draws):.2f}",
               f"squared error summed over the padding pixels: {test[:, 3].mean():.3f} per image"]
     return "\n".join(lines)
 

@@ -10,6 +10,8 @@ CPU: the same bytes on every CPU and thread count. A new figure is one function 
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 import numpy as np
 import torch
@@ -104,11 +106,17 @@ def made(made_model: MADE, output: int = 3) -> Figure:
 
 # ----------------------------------------------------------------------------- question 3
 
+def _contour_label(level: float, mass: float, share: float, n: int) -> str:
+    """A legend entry: the formula's mass, the samples' share and their gap in binomial SEs."""
+    gap = (share - mass) / math.sqrt(mass * (1 - mass) / n)
+    return f"{level:g}: {mass:.2%} / {share:.2%} ({gap:+.2f})".replace("-", "\u2212")
+
+
 @figure("flow_density.svg")
 def flow_density(flow: list, levels: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4)) -> Figure:
     """Question 3: 20,000 samples z_t of the flow under contours of its density q_t from the
     formula at ``levels``, a factor 10 apart; the legend gives, per contour, the mass the formula
-    puts inside it and the share of the samples that fall inside it, which must agree."""
+    puts inside it, the share of the samples inside it, and their gap in standard errors."""
     z0 = torch.randn(20_000, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     points, log_q_t = flows.push_forward(flow, z0)
     x_axis = torch.linspace(-3.5, 7.5, 221, dtype=torch.float64)  # holds the 1e-4 contour
@@ -123,12 +131,14 @@ def flow_density(flow: list, levels: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4
     colours = matplotlib.colormaps["plasma"](np.linspace(0.75, 0, len(levels)))
     ax.contour(gx.numpy(), gy.numpy(), density.view(gx.shape).numpy(), levels=levels,
                colors=colours, linewidths=1.1)
-    labels = [f"{c:g}: {flows.grid_mass(flow, 10.0, 500, above=c):.1%} / "
-              f"{(log_q_t.exp() > c).double().mean():.1%}" for c in levels]
+    labels = [_contour_label(c, flows.grid_mass(flow, 10.0, 1000, above=c),
+                             float((log_q_t.exp() > c).double().mean()), len(points))
+              for c in levels]
     handles = [Line2D([], [], color=colour, lw=1.1) for colour in colours]
     ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.02, 1.0),
               fontsize=TICK_PT, title_fontsize=TICK_PT, frameon=False,
-              title="level $c$: mass of\n$\\{q_t > c\\}$, by the formula /\nshare of the samples")
+              title="level $c$: mass of\n$\\{q_t > c\\}$, by the formula /\n"
+                    "share of the samples\n(gap in standard errors)")
     ax.set_title(f"{len(points):,} samples $z_t = g_3(g_2(g_1(z_0)))$ (grey), "
                  f"$z_0 \\sim \\mathcal{{N}}(0, I)$,\nunder contours of $q_t(z_t)$ "
                  "from the formula", fontsize=FONT_PT)

@@ -17,11 +17,12 @@ from torch import nn
 
 
 def made_degrees(n: int, hidden: tuple[int, ...]) -> list[torch.Tensor]:
-    """Degrees of the input and hidden layers; hidden degrees cycle through 1..n-1."""
+    """Degrees of the input and hidden layers; hidden degrees rise evenly through 1..n-1."""
     if n < 2:
         raise ValueError(f"MADE needs n >= 2 inputs, got {n}.")
     degrees = [torch.arange(1, n + 1)]
-    degrees += [torch.arange(h) % (n - 1) + 1 for h in hidden]
+    # sorted, so that each mask is a staircase a reader can check at a glance
+    degrees += [torch.arange(h) * (n - 1) // h + 1 for h in hidden]
     return degrees
 
 

@@ -132,6 +132,7 @@ def test_final_table_sets_the_recorded_test_against_train_and_subtracts_them():
     assert rows["-ELBO in nats"][1] == pytest.approx(981.14 - 13.75 - constant - 25.5,
                                                      abs=0.01)
     assert "3 draws" in lines[6] and "55.20 to 55.50" in lines[6]  # the recorded one is lowest
+    assert lines[6].endswith(f", mean {(55.2 + 55.3 + 55.5) / 3:.2f}")
     assert lines[7].endswith(" 0.020 per image")
 
 

@@ -39,6 +39,7 @@ def test_mask_rule_from_degrees():
     degrees = made_degrees(4, (5,))
     assert degrees[0].tolist() == [1, 2, 3, 4]
     assert set(degrees[1].tolist()) == {1, 2, 3}
+    assert degrees[1].tolist() == sorted(degrees[1].tolist())  # the diagram's staircase
     into_hidden, into_output = made_masks(degrees, 4)
     for k, j in itertools.product(range(5), range(4)):
         assert into_hidden[k, j] == float(degrees[1][k] >= j + 1)
